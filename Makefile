@@ -1,0 +1,41 @@
+# mailwire — see README.md. Two commands matter on a fresh machine:
+#   make run    build and serve on the embedded default (--dev)
+#   make test   the whole test suite, with the race detector
+GO      ?= go
+BIN     := bin
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+
+.PHONY: build run test vet fmt bench bench-long fuzz clean
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/mailwire ./cmd/mailwire
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/mailwire-bench ./cmd/mailwire-bench
+
+run: build
+	$(BIN)/mailwire serve --dev
+
+test: vet
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+vet:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+# The short standard benchmark set (< 5 minutes); refreshes docs/BENCHMARKS.md figures.
+bench: build
+	$(BIN)/mailwire-bench standard --update-doc docs/BENCHMARKS.md
+
+# Each fuzz target for 30 s.
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecodeCommand -fuzztime 30s ./engine/
+	$(GO) test -run '^$$' -fuzz FuzzParseFrames -fuzztime 30s ./engine/
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./mailparse/
+	$(GO) test -run '^$$' -fuzz FuzzValidateURL -fuzztime 30s ./delivery/webhook/
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+const adminUsage = `Usage: mailwire admin [--server URL] [--admin-token T] COMMAND
+
+Commands:
+  accounts create NAME    create an account; prints its id and first API key (shown once)
+  accounts list           list accounts
+  keys create ACCOUNT     add an API key to account ACCOUNT (acc_...)
+  keys revoke KEY         revoke API key KEY (key_...); its WebSockets close with 4001
+
+Flags (also MAILWIRE_SERVER, MAILWIRE_ADMIN_TOKEN):
+`
+
+// admin is `mailwire admin`: a thin client of /admin/v1.
+func admin(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("mailwire admin", flag.ContinueOnError)
+	server := fs.String("server", "http://127.0.0.1:8080", "the mailwire server `URL`")
+	token := fs.String("admin-token", "", "the server's admin `token`")
+	fs.Usage = func() { fmt.Fprint(fs.Output(), adminUsage); fs.PrintDefaults() }
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return errUsage
+	}
+	if err := applyEnv(fs); err != nil {
+		return err
+	}
+	if *token == "" {
+		return errors.New("admin: --admin-token (or MAILWIRE_ADMIN_TOKEN) is required")
+	}
+	a := fs.Args()
+	var method, path string
+	var body any
+	switch {
+	case len(a) == 3 && a[0] == "accounts" && a[1] == "create":
+		method, path, body = http.MethodPost, "/admin/v1/accounts", map[string]string{"name": a[2]}
+	case len(a) == 2 && a[0] == "accounts" && a[1] == "list":
+		method, path = http.MethodGet, "/admin/v1/accounts?limit=100"
+	case len(a) == 3 && a[0] == "keys" && a[1] == "create":
+		method, path = http.MethodPost, "/admin/v1/accounts/"+url.PathEscape(a[2])+"/api-keys"
+	case len(a) == 3 && a[0] == "keys" && a[1] == "revoke":
+		method, path = http.MethodDelete, "/admin/v1/api-keys/"+url.PathEscape(a[2])
+	default:
+		fs.Usage()
+		return errUsage
+	}
+	return adminCall(strings.TrimRight(*server, "/"), *token, method, path, body, out)
+}
+
+func adminCall(server, token, method, path string, body any, out io.Writer) error {
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, server+path, rd)
+	if err != nil {
+		return fmt.Errorf("cannot build request: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	client := &http.Client{Timeout: 30 * time.Second}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach %s: %w", server, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return fmt.Errorf("cannot read the answer: %w", err)
+	}
+	if resp.StatusCode >= 300 {
+		var e struct{ Error, Message string }
+		if json.Unmarshal(data, &e) == nil && e.Error != "" {
+			return fmt.Errorf("%s %s: %d %s: %s", method, path, resp.StatusCode, e.Error, e.Message)
+		}
+		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
+	}
+	if resp.StatusCode == http.StatusNoContent {
+		fmt.Fprintln(out, "ok")
+		return nil
+	}
+	var pretty bytes.Buffer
+	if json.Indent(&pretty, data, "", "  ") != nil {
+		_, err = out.Write(data)
+		return err
+	}
+	pretty.WriteByte('\n')
+	_, err = out.Write(pretty.Bytes())
+	return err
+}

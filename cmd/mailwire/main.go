@@ -1,0 +1,55 @@
+// Command mailwire is the mailwire server and its clients:
+//
+//	mailwire serve    run the server (HTTP API, /v1/ws, SMTP)
+//	mailwire admin    manage accounts and API keys through /admin/v1
+//	mailwire listen   stream events from /v1/ws as JSON lines (or forward them)
+//	mailwire version  print the version
+//
+// See docs/OPERATIONS.md for every flag.
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `mailwire — real-time email events over WebSockets and webhooks
+
+Usage:
+  mailwire serve   [flags]   run the server (mailwire serve --help)
+  mailwire admin   [flags] accounts create NAME | accounts list | keys create ACCOUNT | keys revoke KEY
+  mailwire listen  [flags]   print events from /v1/ws as JSON lines (mailwire listen --help)
+  mailwire version           print the version
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "serve":
+		err = serve(os.Args[2:])
+	case "admin":
+		err = admin(os.Args[2:], os.Stdout)
+	case "listen":
+		err = listen(os.Args[2:])
+	case "version", "--version", "-version":
+		fmt.Println("mailwire", version)
+	case "help", "--help", "-h", "-help":
+		fmt.Print(usage)
+	default:
+		fmt.Fprintf(os.Stderr, "mailwire: unknown command %q\n\n%s", os.Args[1], usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		if err != errUsage {
+			fmt.Fprintln(os.Stderr, "mailwire:", err)
+		}
+		os.Exit(1)
+	}
+}

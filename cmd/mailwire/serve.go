@@ -1,0 +1,294 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mailwire/mailwire/delivery"
+	"github.com/mailwire/mailwire/engine"
+	"github.com/mailwire/mailwire/ingest"
+	"github.com/mailwire/mailwire/internal/app"
+	"github.com/mailwire/mailwire/store"
+)
+
+// serveConfig is every flag of `mailwire serve` (CONFIG.md).
+type serveConfig struct {
+	HTTPAddr            string
+	SMTPAddr            string
+	SMTPTLSCert         string
+	SMTPTLSKey          string
+	DataDir             string
+	MailDomain          string
+	AdminToken          string
+	Dev                 bool
+	WSPingInterval      time.Duration
+	WSPongTimeout       time.Duration
+	WSMaxConnsPerAcct   int
+	WSRateFrames        int
+	WSRateWindow        time.Duration
+	WSMaxFrame          int
+	WSMaxPending        int
+	WSAckTimeout        time.Duration
+	ReplayLimit         int
+	RetrySchedule       []time.Duration
+	WebhookTimeout      time.Duration
+	WebhookWorkers      int
+	WebhookAllowPrivate bool
+	Retention           time.Duration
+	FailedRetention     time.Duration
+	MaxMessageSize      int
+	LogLevel            string
+	LogFormat           string
+	ShutdownTimeout     time.Duration
+}
+
+func serveFlags(c *serveConfig) *flag.FlagSet {
+	fs := flag.NewFlagSet("mailwire serve", flag.ContinueOnError)
+	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:8080", "HTTP API, /v1/ws and /metrics listen address (`host:port`; port 0 picks one)")
+	fs.StringVar(&c.SMTPAddr, "smtp-addr", "127.0.0.1:2525", "inbound SMTP listen address; empty disables SMTP")
+	fs.StringVar(&c.SMTPTLSCert, "smtp-tls-cert", "", "PEM certificate `file` enabling STARTTLS (with --smtp-tls-key)")
+	fs.StringVar(&c.SMTPTLSKey, "smtp-tls-key", "", "PEM private key `file` for STARTTLS")
+	fs.StringVar(&c.DataDir, "data-dir", "./data", "the Pebble database `directory`")
+	fs.StringVar(&c.MailDomain, "mail-domain", "localhost", "the `domain` of inbox addresses (<mailboxName>@<domain>)")
+	fs.StringVar(&c.AdminToken, "admin-token", "", "enables /admin/v1 with this bearer `token`")
+	fs.BoolVar(&c.Dev, "dev", false, "on an empty database create account \"dev\" and inbox \"agent\", and print the API key and a client command")
+	fs.DurationVar(&c.WSPingInterval, "ws-ping-interval", 30*time.Second, "server WebSocket ping period")
+	fs.DurationVar(&c.WSPongTimeout, "ws-pong-timeout", 10*time.Second, "close a connection whose pong has not come within this")
+	fs.IntVar(&c.WSMaxConnsPerAcct, "ws-max-conns-per-account", 10, "open WebSockets per account; more get close 4008")
+	fs.IntVar(&c.WSRateFrames, "ws-rate-frames", 30, "client frames allowed per --ws-rate-window; more get close 4029")
+	fs.DurationVar(&c.WSRateWindow, "ws-rate-window", 10*time.Second, "window of --ws-rate-frames")
+	c.WSMaxFrame, c.WSMaxPending, c.MaxMessageSize = 64<<10, 1<<20, 25<<20
+	fs.Var(sizeValue{&c.WSMaxFrame}, "ws-max-frame", "largest client frame accepted (`size`, e.g. 64KiB); larger get close 1009")
+	fs.Var(sizeValue{&c.WSMaxPending}, "ws-max-pending", "unsent bytes allowed per connection before it is closed as a slow consumer (1008)")
+	fs.DurationVar(&c.WSAckTimeout, "ws-ack-timeout", 0, "when set, an event written to WebSockets but not acked within it counts as a failed attempt")
+	fs.IntVar(&c.ReplayLimit, "replay-limit", 100, "most events replayed for one last_event_id")
+	c.RetrySchedule = append([]time.Duration(nil), delivery.DefaultSchedule...)
+	fs.Var(scheduleValue{&c.RetrySchedule}, "retry-schedule", "delay before each attempt, from the previous one; its length is the number of attempts")
+	fs.DurationVar(&c.WebhookTimeout, "webhook-timeout", 15*time.Second, "a webhook attempt that has not answered 2xx by then has failed")
+	fs.IntVar(&c.WebhookWorkers, "webhook-workers", 64, "concurrent webhook requests")
+	fs.BoolVar(&c.WebhookAllowPrivate, "webhook-allow-private", false, "allow webhook URLs on loopback/private addresses (development and tests)")
+	fs.DurationVar(&c.Retention, "retention", 168*time.Hour, "how long delivered events are kept")
+	fs.DurationVar(&c.FailedRetention, "failed-retention", 720*time.Hour, "how long failed events are kept")
+	fs.Var(sizeValue{&c.MaxMessageSize}, "max-message-size", "largest inbound message, SMTP and HTTP (`size`)")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown may take before connections are dropped")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: mailwire serve [flags]\n\nEvery flag can also be set with MAILWIRE_<FLAG> (e.g. MAILWIRE_HTTP_ADDR); the flag wins.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// validate reports every problem at once.
+func (c *serveConfig) validate() error {
+	var p []string
+	check := func(ok bool, msg string, args ...any) {
+		if !ok {
+			p = append(p, fmt.Sprintf(msg, args...))
+		}
+	}
+	_, _, err := net.SplitHostPort(c.HTTPAddr)
+	check(err == nil, "--http-addr %q is not host:port", c.HTTPAddr)
+	if c.SMTPAddr != "" {
+		_, _, err := net.SplitHostPort(c.SMTPAddr)
+		check(err == nil, "--smtp-addr %q is not host:port", c.SMTPAddr)
+	}
+	check((c.SMTPTLSCert == "") == (c.SMTPTLSKey == ""), "--smtp-tls-cert and --smtp-tls-key go together")
+	check(c.DataDir != "", "--data-dir is required")
+	check(c.MailDomain != "" && !strings.ContainsAny(c.MailDomain, "@ /"), "--mail-domain %q is not a domain", c.MailDomain)
+	check(c.WSPingInterval >= 10*time.Millisecond, "--ws-ping-interval must be at least 10ms")
+	check(c.WSPongTimeout >= 10*time.Millisecond, "--ws-pong-timeout must be at least 10ms")
+	check(c.WSMaxConnsPerAcct >= 1, "--ws-max-conns-per-account must be at least 1")
+	check(c.WSRateFrames >= 1, "--ws-rate-frames must be at least 1")
+	check(c.WSRateWindow > 0, "--ws-rate-window must be positive")
+	check(c.WSMaxFrame >= 256 && c.WSMaxFrame <= 16<<20, "--ws-max-frame must be between 256 bytes and 16MiB")
+	check(c.WSMaxPending >= 4<<10, "--ws-max-pending must be at least 4KiB")
+	check(c.WSAckTimeout >= 0, "--ws-ack-timeout must not be negative")
+	check(c.ReplayLimit >= 1 && c.ReplayLimit <= 10000, "--replay-limit must be between 1 and 10000")
+	check(len(c.RetrySchedule) >= 1 && len(c.RetrySchedule) <= 100, "--retry-schedule needs 1 to 100 delays")
+	check(c.WebhookTimeout >= 100*time.Millisecond, "--webhook-timeout must be at least 100ms")
+	check(c.WebhookWorkers >= 1 && c.WebhookWorkers <= 10000, "--webhook-workers must be between 1 and 10000")
+	check(c.Retention > 0, "--retention must be positive")
+	check(c.FailedRetention > 0, "--failed-retention must be positive")
+	check(c.MaxMessageSize >= 1<<10 && c.MaxMessageSize <= 1<<30, "--max-message-size must be between 1KiB and 1GiB")
+	_, lerr := parseLevel(c.LogLevel)
+	check(lerr == nil, "--log-level %q: want debug, info, warn or error", c.LogLevel)
+	check(c.LogFormat == "text" || c.LogFormat == "json", "--log-format %q: want text or json", c.LogFormat)
+	check(c.ShutdownTimeout > 0, "--shutdown-timeout must be positive")
+	if len(p) > 0 {
+		return errors.New("invalid configuration:\n  " + strings.Join(p, "\n  "))
+	}
+	return nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	err := l.UnmarshalText([]byte(s))
+	return l, err
+}
+
+func newLogger(level, format string) *slog.Logger {
+	l, _ := parseLevel(level)
+	opts := &slog.HandlerOptions{Level: l}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+func serve(args []string) error {
+	var c serveConfig
+	fs := serveFlags(&c)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return errUsage
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("serve takes no arguments, got %q", fs.Args())
+	}
+	if err := applyEnv(fs); err != nil {
+		return err
+	}
+	if err := c.validate(); err != nil {
+		return err
+	}
+	log := newLogger(c.LogLevel, c.LogFormat)
+	slog.SetDefault(log)
+	engine.RouteNBIOLogs(log)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return run(ctx, &c, log, os.Stdout)
+}
+
+// run starts the node, waits for ctx, and stops it.
+func run(ctx context.Context, c *serveConfig, log *slog.Logger, out *os.File) error {
+	a, err := app.Start(app.Config{
+		HTTPAddr:    c.HTTPAddr,
+		SMTPAddr:    c.SMTPAddr,
+		SMTPTLSCert: c.SMTPTLSCert,
+		SMTPTLSKey:  c.SMTPTLSKey,
+		DataDir:     c.DataDir,
+		MailDomain:  c.MailDomain,
+		AdminToken:  c.AdminToken,
+		WS: engine.WSConfig{
+			PingInterval:       c.WSPingInterval,
+			PongTimeout:        c.WSPongTimeout,
+			MaxConnsPerAccount: c.WSMaxConnsPerAcct,
+			RateFrames:         c.WSRateFrames,
+			RateWindow:         c.WSRateWindow,
+			MaxFrame:           c.WSMaxFrame,
+			MaxPending:         c.WSMaxPending,
+			ReplayLimit:        c.ReplayLimit,
+		},
+		AckTimeout:          c.WSAckTimeout,
+		RetrySchedule:       c.RetrySchedule,
+		WebhookTimeout:      c.WebhookTimeout,
+		WebhookWorkers:      c.WebhookWorkers,
+		WebhookAllowPrivate: c.WebhookAllowPrivate,
+		Retention:           c.Retention,
+		FailedRetention:     c.FailedRetention,
+		MaxMessageSize:      c.MaxMessageSize,
+		Version:             version,
+		Logger:              log,
+	})
+	if err != nil {
+		return err
+	}
+	if c.Dev {
+		if err := devSetup(c, a.DB, a.Ingest, a.HTTPAddr(), a.SMTPAddr(), out); err != nil {
+			log.Error("dev setup failed", "error", err)
+		}
+	}
+	log.Info("mailwire ready", "version", version, "http", a.HTTPAddr(), "smtp", a.SMTPAddr(), "data_dir", c.DataDir)
+
+	<-ctx.Done()
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), c.ShutdownTimeout)
+	defer cancel()
+	if err := a.Shutdown(sctx); err != nil {
+		log.Warn("shutdown was not clean", "error", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// devKeyFile keeps the dev account's key so `make run` can print it again
+// (development only: --dev).
+const devKeyFile = "dev-api-key"
+
+// devSetup creates the dev account and inbox on an empty database and
+// prints how to use them.
+func devSetup(c *serveConfig, db *store.DB, ing *ingest.Service, httpAddr, smtpAddr string, out *os.File) error {
+	keyPath := filepath.Join(c.DataDir, devKeyFile)
+	n, err := db.CountAccounts()
+	if err != nil {
+		return err
+	}
+	var key, inboxID string
+	if n == 0 {
+		acc, _, plain, err := db.CreateAccount("dev")
+		if err != nil {
+			return err
+		}
+		in, err := db.CreateInbox(store.Inbox{AccountID: acc.ID, MailboxName: "agent", DisplayName: "Agent"})
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(keyPath, []byte(plain+"\n"+in.ID+"\n"), 0o600); err != nil {
+			return fmt.Errorf("cannot save the dev key: %w", err)
+		}
+		key, inboxID = plain, in.ID
+	} else {
+		b, err := os.ReadFile(keyPath)
+		if err != nil {
+			fmt.Fprintf(out, "\nThe database in %s already has accounts; --dev only sets up an empty one.\n", c.DataDir)
+			return nil
+		}
+		parts := strings.Fields(string(b))
+		if len(parts) < 2 {
+			return fmt.Errorf("%s is malformed", keyPath)
+		}
+		key, inboxID = parts[0], parts[1]
+	}
+	base := "http://" + httpAddr
+	in, err := db.InboxByMailbox("agent")
+	addr := "agent@" + c.MailDomain
+	if err == nil {
+		addr = ing.Address(in)
+	}
+	fmt.Fprintf(out, `
+mailwire is running (dev mode).
+
+  API key:   %s
+  Inbox:     %s  <%s>
+
+Listen for events (in another terminal):
+  ./bin/mailwire listen --server %s --token %s
+
+Send a message over HTTP:
+  curl -s -X POST %s/v1/inboxes/%s/inbound -H 'Authorization: Bearer %s' \
+    -H 'Content-Type: application/json' -d '{"from":"you@example.com","subject":"Hello","text":"It works."}'
+`, key, inboxID, addr, base, key, base, inboxID, key)
+	if smtpAddr != "" {
+		fmt.Fprintf(out, `
+Or over SMTP:
+  curl -s smtp://%s --mail-from you@example.com --mail-rcpt %s -T - <<< $'Subject: Hello\r\n\r\nIt works.'
+`, smtpAddr, addr)
+	}
+	fmt.Fprintln(out)
+	return nil
+}

@@ -1,0 +1,423 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/mailwire/mailwire/delivery/webhook"
+	"github.com/mailwire/mailwire/store"
+)
+
+// Pusher writes events to live WebSocket connections; the engine
+// implements it. Both methods are called from dispatch workers and must
+// not block on the network.
+type Pusher interface {
+	// Has reports whether a live connection of the account subscribes to
+	// (inbox, type).
+	Has(accountID, inboxID, typ string) bool
+	// Push encodes the payload of the given attempt once and writes it to
+	// every matching connection; it returns how many connections took it.
+	Push(ev *store.Event, attempt int, at time.Time) int
+}
+
+// Config configures a Dispatcher. Zero fields take the documented default.
+type Config struct {
+	// Schedule is the delay before each attempt of a cycle, from the
+	// previous one (the first from the event's creation); its length is
+	// the number of attempts. Default 0s,30s,60s,2m,4m.
+	Schedule []time.Duration
+	// AckTimeout, when > 0, makes a WebSocket attempt succeed only once a
+	// client acks the event within it. Default 0 (off).
+	AckTimeout time.Duration
+	// Workers is the number of dispatch workers (each owns the accounts
+	// hashed to it, keeping one account's events in order). Default 2.
+	Workers int
+	// QueueSize bounds the events waiting for a dispatch worker, over all
+	// workers. Default 16384.
+	QueueSize int
+	// Webhook configures the webhook client (timeouts, limits, SSRF).
+	Webhook webhook.Config
+	// WebhookWorkers is the number of concurrent webhook requests.
+	// Default 64.
+	WebhookWorkers int
+	// WebhookQueue bounds the webhook attempts waiting for a worker.
+	// Default 16384.
+	WebhookQueue int
+	// WebhookPerHost caps concurrent requests to one host, so one slow or
+	// recovering endpoint cannot take every worker (and an endpoint is not
+	// flooded after a restart). Default WebhookWorkers/2.
+	WebhookPerHost int
+	// Retention is how long delivered events are kept; default 168h.
+	Retention time.Duration
+	// FailedRetention is how long failed events are kept; default 720h.
+	FailedRetention time.Duration
+	// Metrics is the set the dispatcher registers its metrics in.
+	Metrics *metrics.Set
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now (tests inject one).
+	Now func() time.Time
+}
+
+// DefaultSchedule is PROTOCOL.md §6's retry schedule.
+var DefaultSchedule = []time.Duration{0, 30 * time.Second, time.Minute, 2 * time.Minute, 4 * time.Minute}
+
+func (c *Config) setDefaults() {
+	if len(c.Schedule) == 0 {
+		c.Schedule = DefaultSchedule
+	}
+	if c.Workers <= 0 {
+		c.Workers = 2
+	}
+	if c.QueueSize <= 0 {
+		c.QueueSize = 16384
+	}
+	if c.WebhookWorkers <= 0 {
+		c.WebhookWorkers = 64
+	}
+	if c.WebhookQueue <= 0 {
+		c.WebhookQueue = 16384
+	}
+	if c.WebhookPerHost <= 0 {
+		c.WebhookPerHost = max(1, c.WebhookWorkers/2)
+	}
+	if c.Retention <= 0 {
+		c.Retention = 168 * time.Hour
+	}
+	if c.FailedRetention <= 0 {
+		c.FailedRetention = 720 * time.Hour
+	}
+	if c.Metrics == nil {
+		c.Metrics = metrics.NewSet()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// ErrClosed is returned by calls made after Shutdown began.
+var ErrClosed = errors.New("delivery is shutting down")
+
+// job is one event ready for an attempt. ev and st are set when the
+// caller already has them (ingest), else loaded by the worker.
+type job struct {
+	accountID string
+	evtID     string
+	dueMs     int64
+	ev        *store.Event
+}
+
+// Dispatcher delivers events. Create it with New, attach the engine with
+// SetPusher, then Start; stop it with Shutdown.
+type Dispatcher struct {
+	db     *store.DB
+	cfg    Config
+	policy policy
+	log    *slog.Logger
+	m      *dmetrics
+
+	pusher atomic.Pointer[pusherBox]
+	hooks  *webhook.Client
+
+	flights *inflight
+	sched   *scheduler
+	w       *writer
+	pool    *hookPool
+	shards  []chan *job
+	seed    maphash.Seed
+
+	stop     chan struct{}
+	closing  atomic.Bool
+	workers  sync.WaitGroup // dispatch workers, scheduler, webhook workers
+	writerWG sync.WaitGroup
+	once     sync.Once
+}
+
+type pusherBox struct{ p Pusher }
+
+// New returns a Dispatcher over db.
+func New(db *store.DB, cfg Config) *Dispatcher {
+	cfg.setDefaults()
+	d := &Dispatcher{
+		db:      db,
+		cfg:     cfg,
+		policy:  policy{schedule: cfg.Schedule, ackTimeout: cfg.AckTimeout},
+		log:     cfg.Logger.With("component", "delivery"),
+		flights: newInflight(),
+		stop:    make(chan struct{}),
+		seed:    maphash.MakeSeed(),
+		hooks:   webhook.NewClient(cfg.Webhook),
+	}
+	d.sched = newScheduler(d, d.log)
+	d.w = &writer{d: d, in: make(chan *outcome, 4*writerBatchMax), log: d.log}
+	d.pool = newHookPool(cfg.WebhookQueue, cfg.WebhookPerHost)
+	per := max(1, cfg.QueueSize/cfg.Workers)
+	for i := 0; i < cfg.Workers; i++ {
+		d.shards = append(d.shards, make(chan *job, per))
+	}
+	d.m = newMetrics(cfg.Metrics, d)
+	return d
+}
+
+// SetPusher attaches the WebSocket side. Until it is set (or with nil),
+// no event is considered to have a WebSocket subscriber.
+func (d *Dispatcher) SetPusher(p Pusher) { d.pusher.Store(&pusherBox{p}) }
+
+func (d *Dispatcher) now() time.Time { return d.cfg.Now() }
+
+// Start launches the writer, the scheduler, the dispatch and webhook
+// workers.
+func (d *Dispatcher) Start() {
+	d.writerWG.Add(1)
+	go func() { defer d.writerWG.Done(); d.w.run() }()
+	d.goWorker(func() { d.sched.run(d.stop) })
+	for _, q := range d.shards {
+		q := q
+		d.goWorker(func() { d.dispatchLoop(q) })
+	}
+	for i := 0; i < d.cfg.WebhookWorkers; i++ {
+		d.goWorker(d.hookLoop)
+	}
+	d.goWorker(d.sweepLoop)
+}
+
+func (d *Dispatcher) goWorker(f func()) {
+	d.workers.Add(1)
+	go func() { defer d.workers.Done(); f() }()
+}
+
+// Shutdown stops scheduling, lets in-flight attempts finish (webhook
+// requests are bounded by the webhook timeout) until ctx ends, records
+// their outcomes and returns. Events still queued stay in the due index
+// and resume at the next start. It is idempotent.
+func (d *Dispatcher) Shutdown(ctx context.Context) error {
+	var err error
+	d.once.Do(func() {
+		d.closing.Store(true)
+		close(d.stop)
+		d.pool.close()
+		done := make(chan struct{})
+		go func() { d.workers.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			err = fmt.Errorf("cannot finish in-flight deliveries: %w", ctx.Err())
+			// Outcomes of attempts still running are lost; their events
+			// keep their due entries and are retried after restart.
+			<-done
+		}
+		close(d.w.in)
+		d.writerWG.Wait()
+		d.hooks.Close()
+	})
+	return err
+}
+
+// enqueue hands a claimed event to its account's dispatch worker; false
+// when that queue is full.
+func (d *Dispatcher) enqueue(j *job) bool {
+	if d.closing.Load() {
+		return false
+	}
+	q := d.shards[maphash.String(d.seed, j.accountID)%uint64(len(d.shards))]
+	select {
+	case q <- j:
+		return true
+	default:
+		d.m.deferred.Inc()
+		return false
+	}
+}
+
+// unclaim releases an event that left the pipeline without an outcome
+// and points the scheduler at its due entry.
+func (d *Dispatcher) unclaim(evtID string, dueMs int64) {
+	d.flights.release(evtID)
+	if dueMs != 0 {
+		d.sched.lower(store.DueKey(dueMs, evtID))
+	}
+}
+
+// Claim implements ingest.Sink: the events are about to be committed.
+func (d *Dispatcher) Claim(evtIDs []string) { d.flights.claimCommitting(evtIDs) }
+
+// Committed implements ingest.Sink: the events are durable (err == nil)
+// and get their first attempt now, unless the schedule delays it.
+func (d *Dispatcher) Committed(evts []store.Event, err error) {
+	ids := make([]string, len(evts))
+	for i := range evts {
+		ids[i] = evts[i].ID
+	}
+	d.flights.committed(ids, err == nil)
+	if err != nil {
+		return
+	}
+	d.m.stored.Add(len(evts))
+	for i := range evts {
+		ev := &evts[i]
+		if d.cfg.Schedule[0] > 0 {
+			d.unclaim(ev.ID, ev.OccurredAt().Add(d.cfg.Schedule[0]).UnixMilli())
+			continue
+		}
+		dueMs := ev.OccurredAt().UnixMilli()
+		if !d.enqueue(&job{accountID: ev.AccountID, evtID: ev.ID, dueMs: dueMs, ev: ev}) {
+			d.unclaim(ev.ID, dueMs)
+		}
+	}
+}
+
+// FirstAttemptDelay is the schedule's first delay (ingest stores it as the
+// event's first due time).
+func (d *Dispatcher) FirstAttemptDelay() time.Duration { return d.cfg.Schedule[0] }
+
+// WaitDurable blocks until none of the events is still committing (replay
+// must not send an event before its batch is durable), up to timeout.
+func (d *Dispatcher) WaitDurable(evtIDs []string, timeout time.Duration) bool {
+	return d.flights.waitDurable(evtIDs, timeout)
+}
+
+// Ack records a client's ack of an event of the account. Unknown ids are
+// ignored (the engine validated the shape).
+func (d *Dispatcher) Ack(accountID, evtID string) error {
+	return d.submit(&outcome{kind: kindAck, accountID: accountID, evtID: evtID}, false)
+}
+
+// Redeliver starts a new delivery cycle for an event of the account: the
+// schedule restarts now. It returns once that is durable.
+func (d *Dispatcher) Redeliver(accountID, evtID string) error {
+	if _, err := d.db.GetEventState(accountID, evtID); err != nil {
+		return err
+	}
+	return d.submit(&outcome{kind: kindRedeliver, accountID: accountID, evtID: evtID}, true)
+}
+
+// submit passes an outcome to the writer; wait blocks until it is durable.
+func (d *Dispatcher) submit(o *outcome, wait bool) (err error) {
+	if d.closing.Load() {
+		return ErrClosed
+	}
+	if wait {
+		o.done = make(chan error, 1)
+	}
+	defer func() {
+		// The writer's channel closes at the end of Shutdown; a send racing
+		// with it is a late call, reported like any other.
+		if recover() != nil {
+			err = ErrClosed
+		}
+	}()
+	d.w.in <- o
+	if wait {
+		return <-o.done
+	}
+	return nil
+}
+
+func (d *Dispatcher) dispatchLoop(q chan *job) {
+	for {
+		select {
+		case <-d.stop:
+			return
+		case j := <-q:
+			d.attempt(j)
+		}
+	}
+}
+
+// attempt runs one delivery attempt of a claimed event: it chooses the
+// channel (PROTOCOL.md §6) and reports the outcome to the writer (webhook
+// attempts report from the webhook pool).
+func (d *Dispatcher) attempt(j *job) {
+	st, err := d.db.GetEventState(j.accountID, j.evtID)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			d.log.Error("cannot read event state", "event", j.evtID, "error", err)
+			d.unclaim(j.evtID, 0)
+			return
+		}
+		d.w.in <- &outcome{kind: kindRepair, accountID: j.accountID, evtID: j.evtID, dueMs: j.dueMs, claimed: true}
+		return
+	}
+	if st.Status != store.StatusPending || st.NextAt == 0 {
+		d.w.in <- &outcome{kind: kindRepair, accountID: j.accountID, evtID: j.evtID, dueMs: j.dueMs, claimed: true}
+		return
+	}
+	if st.AwaitingAck {
+		d.w.in <- &outcome{kind: kindAckTimeout, accountID: j.accountID, evtID: j.evtID, claimed: true}
+		return
+	}
+	ev := j.ev
+	if ev == nil {
+		e, err := d.db.GetEvent(j.evtID)
+		if err != nil {
+			d.w.in <- &outcome{kind: kindRepair, accountID: j.accountID, evtID: j.evtID, dueMs: j.dueMs, claimed: true}
+			return
+		}
+		ev = &e
+	}
+	now := d.now()
+	o := &outcome{
+		kind: kindAttempt, accountID: j.accountID, evtID: j.evtID, claimed: true,
+		n: st.Attempts + 1, cycle: st.CycleStart, startMs: now.UnixMilli(),
+	}
+	if pb := d.pusher.Load(); pb != nil && pb.p != nil && pb.p.Has(ev.AccountID, ev.InboxID, ev.Type) {
+		written := pb.p.Push(ev, o.n, now)
+		o.channel = store.ChannelWebSocket
+		o.ok = written > 0
+		o.awaitAck = o.ok && d.cfg.AckTimeout > 0
+		if !o.ok {
+			o.errText = "no matching connection accepted the frame"
+		}
+		o.duration = time.Since(now)
+		d.w.in <- o
+		return
+	}
+	url, secret, err := d.webhookTarget(ev.AccountID, ev.InboxID)
+	if err != nil {
+		d.log.Error("cannot read webhook settings", "event", ev.ID, "error", err)
+		d.unclaim(j.evtID, j.dueMs)
+		return
+	}
+	if url == "" {
+		o.channel = store.ChannelNone
+		o.errText = "no WebSocket subscribed and no webhook configured"
+		d.w.in <- o
+		return
+	}
+	hj := &hookJob{o: o, ev: ev, url: url, secret: secret, host: hostOf(url)}
+	if !d.pool.submit(hj) {
+		d.m.deferred.Inc()
+		d.unclaim(j.evtID, j.dueMs)
+	}
+}
+
+// webhookTarget returns the URL and secret that apply to an inbox: its
+// own, else the account's; "" when neither is set.
+func (d *Dispatcher) webhookTarget(accountID, inboxID string) (url, secret string, err error) {
+	in, err := d.db.GetInbox(accountID, inboxID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return "", "", err
+	}
+	if err == nil && in.WebhookURL != "" {
+		return in.WebhookURL, in.WebhookSecret, nil
+	}
+	w, err := d.db.GetWebhook(accountID)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", "", nil
+	}
+	if err != nil {
+		return "", "", err
+	}
+	return w.URL, w.Secret, nil
+}

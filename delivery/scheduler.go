@@ -1,0 +1,152 @@
+package delivery
+
+import (
+	"bytes"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/mailwire/mailwire/store"
+)
+
+// Scheduler timing.
+const (
+	// schedIdleMax caps a sleep so a missed wake-up costs at most this.
+	schedIdleMax = 5 * time.Second
+	// schedBlockedRetry is the pause after the queues were full.
+	schedBlockedRetry = 20 * time.Millisecond
+)
+
+// scheduler hands due events (the due index in Pebble) to the dispatch
+// queues. It keeps a scan cursor: every due key before the cursor is
+// either claimed or gone; lower moves the cursor back when a key is
+// written (or unclaimed) before it. After a restart the cursor starts at
+// the beginning, so every overdue attempt runs at start-up.
+type scheduler struct {
+	d   *Dispatcher
+	log *slog.Logger
+
+	mu struct {
+		sync.Mutex
+		cursor  []byte // nil = beginning of the due index
+		lowered []byte // lowest key lowered during a scan (nil = none)
+		scanning bool
+	}
+	wake chan struct{}
+}
+
+func newScheduler(d *Dispatcher, log *slog.Logger) *scheduler {
+	return &scheduler{d: d, log: log, wake: make(chan struct{}, 1)}
+}
+
+// lower makes sure the next scan starts at or before key.
+func (s *scheduler) lower(key []byte) {
+	s.mu.Lock()
+	if s.mu.scanning {
+		if s.mu.lowered == nil || bytes.Compare(key, s.mu.lowered) < 0 {
+			s.mu.lowered = append([]byte(nil), key...)
+		}
+	}
+	if s.mu.cursor != nil && bytes.Compare(key, s.mu.cursor) < 0 {
+		s.mu.cursor = append([]byte(nil), key...)
+	}
+	s.mu.Unlock()
+	s.kick()
+}
+
+func (s *scheduler) kick() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *scheduler) run(stop <-chan struct{}) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-timer.C:
+		case <-s.wake:
+		}
+		wait := s.scan()
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(wait)
+	}
+}
+
+// scan dispatches every due, unclaimed event it can and returns how long
+// to sleep before the next scan.
+func (s *scheduler) scan() time.Duration {
+	d := s.d
+	s.mu.Lock()
+	from := s.mu.cursor
+	s.mu.scanning = true
+	s.mu.lowered = nil
+	s.mu.Unlock()
+
+	nowMs := d.now().UnixMilli()
+	var next []byte // the cursor after this scan
+	blocked := false
+	err := d.db.ScanDue(from, nowMs, func(e store.Due) bool {
+		if d.flights.claimed(e.EventID) {
+			next = e.Key
+			return true
+		}
+		if !d.flights.tryClaim(e.EventID) {
+			next = e.Key
+			return true
+		}
+		if !d.enqueue(&job{accountID: e.AccountID, evtID: e.EventID, dueMs: e.At}) {
+			d.flights.release(e.EventID)
+			blocked = true
+			return false
+		}
+		d.m.scheduled.Inc()
+		next = e.Key
+		return true
+	})
+	if err != nil {
+		s.log.Error("cannot scan due index", "error", err)
+		blocked = true
+	}
+
+	s.mu.Lock()
+	s.mu.scanning = false
+	if !blocked && next != nil {
+		// Keys up to and including next are claimed or dispatched; resume
+		// just after it.
+		next = append(next, 0)
+		s.mu.cursor = next
+	} else if blocked && next != nil {
+		s.mu.cursor = append(next, 0)
+	}
+	if s.mu.lowered != nil && (s.mu.cursor == nil || bytes.Compare(s.mu.lowered, s.mu.cursor) < 0) {
+		s.mu.cursor = s.mu.lowered
+	}
+	s.mu.lowered = nil
+	s.mu.Unlock()
+
+	if blocked {
+		return schedBlockedRetry
+	}
+	at, ok, err := d.db.NextDue(nowMs)
+	if err != nil || !ok {
+		return schedIdleMax
+	}
+	wait := time.Duration(at-d.now().UnixMilli()) * time.Millisecond
+	if wait < 0 {
+		wait = 0
+	}
+	if wait > schedIdleMax {
+		wait = schedIdleMax
+	}
+	return wait
+}

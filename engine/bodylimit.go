@@ -1,0 +1,124 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/lesismal/nbio"
+	"github.com/lesismal/nbio/nbhttp"
+)
+
+var errBodyTooLarge = errors.New("request body too large")
+
+// limitProcessor wraps nbhttp's request processor to refuse an oversized
+// body with 413 as soon as its Content-Length is known (or, for chunked
+// bodies, as soon as it grows past the limit) instead of buffering it.
+// nbhttp only calls the handler once the whole body is in memory, so this
+// is the one place a too-large upload can be stopped early.
+//
+// It runs on the poller goroutine, inside the parser's lock.
+type limitProcessor struct {
+	nbhttp.Processor
+	s      *Server
+	parser *nbhttp.Parser
+
+	method, uri string
+	body        int
+	refused     bool
+}
+
+func (p *limitProcessor) OnMethod(parser *nbhttp.Parser, method string) {
+	p.method, p.uri, p.body, p.refused = method, "", 0, false
+	p.Processor.OnMethod(parser, method)
+}
+
+func (p *limitProcessor) OnURL(parser *nbhttp.Parser, uri string) error {
+	p.uri = uri
+	return p.Processor.OnURL(parser, uri)
+}
+
+// limit is the largest body the request's route accepts.
+func (p *limitProcessor) limit() int {
+	path := p.uri
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	if p.method == "POST" && strings.HasPrefix(path, "/v1/inboxes/") && strings.HasSuffix(path, "/inbound") {
+		return p.s.maxInboundBody()
+	}
+	return maxJSONBody
+}
+
+func (p *limitProcessor) OnContentLength(parser *nbhttp.Parser, n int) {
+	if n > p.limit() {
+		p.refuse(parser)
+		return
+	}
+	p.Processor.OnContentLength(parser, n)
+}
+
+func (p *limitProcessor) OnBody(parser *nbhttp.Parser, data []byte) error {
+	if p.refused {
+		return errBodyTooLarge
+	}
+	p.body += len(data)
+	if p.body > p.limit() {
+		p.refuse(parser)
+		return errBodyTooLarge
+	}
+	return p.Processor.OnBody(parser, data)
+}
+
+// refuse answers 413 and closes the connection: the body is never read.
+func (p *limitProcessor) refuse(parser *nbhttp.Parser) {
+	if p.refused {
+		return
+	}
+	p.refused = true
+	p.s.m.tooLarge.Inc()
+	body := fmt.Sprintf(`{"error":%q,"message":"request body is larger than the %d bytes this route accepts"}`, codeTooLarge, p.limit())
+	resp := fmt.Sprintf("HTTP/1.1 413 Request Entity Too Large\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
+	_, _ = parser.Conn.Write([]byte(resp))
+	lingerClose(parser.Conn)
+}
+
+// lingerClose half-closes c (our FIN goes after the answer already
+// written) and discards what the client still sends until it closes or
+// closeGrace passes. Closing at once with unread bytes would make the
+// kernel send a reset that can destroy the answer before the client reads
+// it.
+func lingerClose(c net.Conn) {
+	nbc := nbioConn(c)
+	if nbc == nil {
+		_ = c.Close()
+		return
+	}
+	nbc.SetSession(discarder{nbc})
+	if rc, err := nbc.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) { _ = syscall.Shutdown(int(fd), syscall.SHUT_WR) })
+	}
+	_ = nbc.SetReadDeadline(time.Now().Add(closeGrace))
+}
+
+// nbioConn unwraps the nbio connection under an nbhttp one.
+func nbioConn(c net.Conn) *nbio.Conn {
+	switch v := c.(type) {
+	case *nbio.Conn:
+		return v
+	case *nbhttp.Conn:
+		return nbioConn(v.Conn)
+	}
+	return nil
+}
+
+// discarder is the session of a connection being closed: it reads and
+// drops everything (nbhttp.ParserCloser).
+type discarder struct{ c *nbio.Conn }
+
+func (d discarder) UnderlayerConn() net.Conn { return d.c }
+func (d discarder) Parse([]byte) error        { return nil }
+func (d discarder) CloseAndClean(error)       {}

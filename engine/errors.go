@@ -1,0 +1,60 @@
+package engine
+
+import (
+	"net/http"
+)
+
+// apiError is a client-visible error: a stable code, an HTTP status and a
+// human message. The catalog below lists every code.
+type apiError struct {
+	Status  int    `json:"-"`
+	Code    string `json:"error"`
+	Message string `json:"message"`
+}
+
+func (e *apiError) Error() string { return e.Code + ": " + e.Message }
+
+func errf(status int, code, msg string) *apiError {
+	return &apiError{Status: status, Code: code, Message: msg}
+}
+
+// The error catalog (stable codes; docs/API.md lists them).
+const (
+	codeBadRequest       = "bad_request"        // 400 malformed input
+	codeInvalidJSON      = "invalid_json"       // 400 body is not the JSON expected
+	codeUnauthorized     = "unauthorized"       // 401 missing, unknown or revoked key
+	codeForbidden        = "forbidden"          // 403
+	codeAdminDisabled    = "admin_disabled"     // 403 no admin token configured
+	codeNotFound         = "not_found"          // 404 unknown, or not this account's
+	codeMethodNotAllowed = "method_not_allowed" // 405
+	codeAddressTaken     = "address_taken"      // 409 mailbox name in use
+	codeConflict         = "conflict"           // 409 state does not allow it
+	codeTooLarge         = "payload_too_large"  // 413
+	codeUnsupportedType  = "unsupported_media_type"
+	codeInvalidValue     = "invalid_value"  // 422 well-formed but unacceptable
+	codeWebhookFailed    = "webhook_failed" // 502 test webhook did not answer 2xx
+	codeDraining         = "draining"       // 503 shutting down
+	codeInternal         = "internal"       // 500
+)
+
+var (
+	errUnauthorized = errf(http.StatusUnauthorized, codeUnauthorized, "missing or invalid API key (use Authorization: Bearer <key>)")
+	errNotFound     = errf(http.StatusNotFound, codeNotFound, "not found")
+	errDraining     = errf(http.StatusServiceUnavailable, codeDraining, "server is shutting down")
+	errInternal     = errf(http.StatusInternalServerError, codeInternal, "internal error")
+)
+
+// WebSocket close codes (PROTOCOL.md §8). 4xxx carry reconnect semantics:
+// 4001 stop (fix the key), 4008/4029 back off; 1001 reconnect elsewhere.
+const (
+	closeNormal         = 1000
+	closeGoingAway      = 1001 // shutdown
+	closeProtocolError  = 1002 // RFC 6455 violation
+	closeUnsupported    = 1003
+	closeInvalidPayload = 1007 // text frame not UTF-8
+	closePolicy         = 1008 // slow consumer
+	closeTooBig         = 1009 // frame or message over --ws-max-frame
+	closeUnauthorized   = 4001
+	closeTooManyConns   = 4008
+	closeRateLimited    = 4029
+)

@@ -1,0 +1,247 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/lesismal/nbio"
+	"github.com/lesismal/nbio/nbhttp"
+
+	"github.com/mailwire/mailwire/delivery"
+	"github.com/mailwire/mailwire/ingest"
+	"github.com/mailwire/mailwire/store"
+)
+
+// Config configures the Server. Zero fields take the documented default
+// (applied by setDefaults, checked by Validate in cmd).
+type Config struct {
+	// Addr is the HTTP listen address. Default "127.0.0.1:8080"; ":0"
+	// picks a free port (see Server.Addr).
+	Addr string
+	// AdminToken enables /admin/v1 with this bearer token; "" disables it.
+	AdminToken string
+	// MaxMessageSize is the largest inbound message in bytes. Default 25 MiB.
+	MaxMessageSize int
+	// AllowPrivateWebhooks lets webhook URLs point at loopback/private
+	// addresses (development and tests).
+	AllowPrivateWebhooks bool
+	// WS configures the WebSocket endpoint.
+	WS WSConfig
+	// Pollers is nbio's poller goroutine count. Default 1 (NumCPU/4, at
+	// least 1: handlers run on the task pool, not on pollers).
+	Pollers int
+	// Metrics is the set every engine metric is registered in; /metrics
+	// writes it plus process and Go runtime metrics. Default: a new set.
+	Metrics *metrics.Set
+	// ExtraMetrics are written by /metrics after Metrics (other
+	// components' sets).
+	ExtraMetrics []*metrics.Set
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+	// Version is reported by /healthz.
+	Version string
+}
+
+// WSConfig configures /v1/ws (PROTOCOL.md §1, §2, §8).
+type WSConfig struct {
+	PingInterval       time.Duration // server ping period; default 30s
+	PongTimeout        time.Duration // close when the pong is this late; default 10s
+	MaxConnsPerAccount int           // default 10
+	RateFrames         int           // client frames per RateWindow; default 30
+	RateWindow         time.Duration // default 10s
+	MaxFrame           int           // largest client frame/message in bytes; default 64 KiB
+	MaxPending         int           // unsent bytes per connection before close 1008; default 1 MiB
+	ReplayLimit        int           // most events replayed per last_event_id; default 100
+}
+
+func (c *Config) setDefaults() {
+	if c.Addr == "" {
+		c.Addr = "127.0.0.1:8080"
+	}
+	if c.MaxMessageSize <= 0 {
+		c.MaxMessageSize = 25 << 20
+	}
+	w := &c.WS
+	if w.PingInterval <= 0 {
+		w.PingInterval = 30 * time.Second
+	}
+	if w.PongTimeout <= 0 {
+		w.PongTimeout = 10 * time.Second
+	}
+	if w.MaxConnsPerAccount <= 0 {
+		w.MaxConnsPerAccount = 10
+	}
+	if w.RateFrames <= 0 {
+		w.RateFrames = 30
+	}
+	if w.RateWindow <= 0 {
+		w.RateWindow = 10 * time.Second
+	}
+	if w.MaxFrame <= 0 {
+		w.MaxFrame = 64 << 10
+	}
+	if w.MaxPending <= 0 {
+		w.MaxPending = 1 << 20
+	}
+	if w.ReplayLimit <= 0 {
+		w.ReplayLimit = 100
+	}
+	if c.Pollers <= 0 {
+		c.Pollers = 1
+	}
+	if c.Metrics == nil {
+		c.Metrics = metrics.NewSet()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Deps are the components the engine serves.
+type Deps struct {
+	DB       *store.DB
+	Ingest   *ingest.Service
+	Delivery *delivery.Dispatcher
+}
+
+// Server is the HTTP + WebSocket edge.
+type Server struct {
+	cfg  Config
+	deps Deps
+	log  *slog.Logger
+	m    *emetrics
+
+	nb     *nbhttp.Engine
+	router *router
+	hub    *hub
+
+	addr     atomic.Pointer[string]
+	draining atomic.Bool
+	started  atomic.Bool
+	stopOnce sync.Once
+}
+
+// New builds a Server; Start makes it listen.
+func New(cfg Config, deps Deps) *Server {
+	cfg.setDefaults()
+	s := &Server{cfg: cfg, deps: deps, log: cfg.Logger.With("component", "engine")}
+	s.m = newEngineMetrics(cfg.Metrics)
+	s.hub = newHub(s)
+	s.router = s.routes()
+	maxBody := s.maxInboundBody()
+	s.nb = nbhttp.NewEngine(nbhttp.Config{
+		Name:               "mailwire",
+		Network:            "tcp",
+		Addrs:              []string{cfg.Addr},
+		NPoller:            cfg.Pollers,
+		ReadLimit:          maxBody + httpHeaderSlack,
+		MaxHTTPBodySize:    maxBody,
+		KeepaliveTime:      httpKeepalive,
+		WriteTimeout:       httpKeepalive,
+		Handler:            http.HandlerFunc(s.serveHTTP),
+		MaxLoad:            nbio.MaxOpenFiles,
+		// nbio's read buffer is shared per poller; 64 KiB reads whole
+		// frames and request heads in one syscall.
+		ReadBufferSize: 64 << 10,
+	})
+	// Wrap nbio's data path: the first bytes of an HTTP connection get a
+	// body-limit processor (413 before a large body is read), and every
+	// connection is routed to its current session's parser.
+	s.nb.Engine.OnData(s.onData)
+	s.nb.Engine.OnWrittenSize(s.onWritten)
+	return s
+}
+
+// maxInboundBody is the largest request body accepted: an inbound message
+// as JSON carries attachments in base64 (4/3 of the message size).
+func (s *Server) maxInboundBody() int {
+	return s.cfg.MaxMessageSize/3*4 + maxJSONBody
+}
+
+// Hub exposes the WebSocket side as delivery's Pusher.
+func (s *Server) Pusher() delivery.Pusher { return s.hub }
+
+// Start listens and serves until Shutdown.
+func (s *Server) Start() error {
+	if err := s.nb.Start(); err != nil {
+		return fmt.Errorf("cannot listen on %s: %w", s.cfg.Addr, err)
+	}
+	addr := s.nb.Addrs[0]
+	s.addr.Store(&addr)
+	s.started.Store(true)
+	s.hub.start()
+	s.log.Info("serving HTTP and WebSockets", "addr", addr)
+	return nil
+}
+
+// Addr is the address the server listens on (with the real port when the
+// configured one was 0).
+func (s *Server) Addr() string {
+	if p := s.addr.Load(); p != nil {
+		return *p
+	}
+	return s.cfg.Addr
+}
+
+// Drain starts the shutdown: /readyz answers 503, new upgrades and API
+// calls get 503, and every WebSocket is closed with 1001.
+func (s *Server) Drain() {
+	if s.draining.Swap(true) {
+		return
+	}
+	s.hub.closeAll(closeGoingAway, "server shutting down")
+}
+
+// Shutdown drains, waits for WebSockets to go (up to ctx) and stops the
+// engine. It is idempotent.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.Drain()
+	var err error
+	s.stopOnce.Do(func() {
+		if !s.started.Load() {
+			return
+		}
+		s.hub.waitEmpty(ctx)
+		s.hub.stop()
+		err = s.nb.Shutdown(ctx)
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("cannot close every connection in time: %w", err)
+		}
+	})
+	return err
+}
+
+// onData is nbio's read callback for every connection.
+func (s *Server) onData(c *nbio.Conn, data []byte) {
+	if p, ok := c.Session().(*nbhttp.Parser); ok {
+		if _, wrapped := p.Processor.(*limitProcessor); !wrapped {
+			p.Processor = &limitProcessor{Processor: p.Processor, s: s, parser: p}
+		}
+	}
+	c.DataHandler()(c, data)
+}
+
+// onWritten is nbio's written-bytes callback: it settles the unsent-bytes
+// count of WebSocket connections.
+func (s *Server) onWritten(c *nbio.Conn, _ []byte, n int) {
+	if wc, ok := c.Session().(*wsConn); ok {
+		wc.pending.Add(-int64(n))
+	}
+}
+
+// remoteIP returns the IP of a "host:port" remote address.
+func remoteIP(addr string) string {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return h
+}

@@ -1,0 +1,397 @@
+package engine
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/lesismal/nbio"
+)
+
+// wsConn is one WebSocket connection: the nbio connection's session. It
+// holds no buffer while idle (rbuf and frag exist only while a frame or
+// message is partial).
+//
+// Fields are grouped by who touches them:
+//   - poller: only nbio's poller goroutine (Parse), no lock;
+//   - mu: the write side shared by dispatchers, command jobs, the
+//     heartbeat and the poller;
+//   - atomics: read anywhere.
+type wsConn struct {
+	nbc *nbio.Conn
+	hub *hub
+	// Set once before any frame is processed (the upgrade job runs before
+	// any command job on this connection), read-only afterwards.
+	accountID string
+	keyID     string
+
+	// poller-only state.
+	rbuf        []byte // bytes of an incomplete frame
+	frag        []byte // payload of an incomplete fragmented message
+	fragOp      byte   // opcode of that message (0 = none)
+	rateStart   int64  // start of the current rate window (unix ns)
+	rateCount   int32
+	readStopped bool // a fatal read error closed the connection
+
+	pending    atomic.Int64 // bytes handed to nbio and not yet written to the socket
+	pingSentAt atomic.Int64 // unix ns of the unanswered ping; 0 = none
+	lastPingAt atomic.Int64 // unix ns of the last ping (or of the open)
+	detached   atomic.Bool  // removed from the hub (closing or closed)
+
+	mu struct {
+		sync.Mutex
+		closing   bool // a close frame was sent (or the socket is gone)
+		closeCode int
+		// buffering holds live events while a subscribe (and its replay)
+		// is in progress, so they follow the replay (PROTOCOL.md §6).
+		buffering bool
+		liveBuf   []liveFrame
+		liveBytes int
+	}
+}
+
+type liveFrame struct {
+	evtID string
+	frame []byte
+}
+
+// UnderlayerConn implements nbhttp.ParserCloser.
+func (c *wsConn) UnderlayerConn() net.Conn { return c.nbc }
+
+// CloseAndClean implements nbhttp.ParserCloser: nbio calls it once the
+// socket is closed.
+func (c *wsConn) CloseAndClean(err error) {
+	c.mu.Lock()
+	wasClosing := c.mu.closing
+	c.mu.closing = true
+	c.mu.liveBuf = nil
+	c.mu.Unlock()
+	if !wasClosing {
+		c.hub.s.m.closed(1006) // no close frame from us: abnormal
+	}
+	c.hub.detach(c)
+	c.hub.opened(-1)
+}
+
+// send hands b to nbio, enforcing the unsent-bytes bound. It reports
+// whether b was accepted; over the bound the connection is closed as a
+// slow consumer (1008).
+func (c *wsConn) send(b []byte) bool {
+	max := int64(c.hub.s.cfg.WS.MaxPending)
+	if c.pending.Load()+int64(len(b)) > max {
+		c.slowConsumer()
+		return false
+	}
+	c.pending.Add(int64(len(b)))
+	if _, err := c.nbc.Write(b); err != nil {
+		return false
+	}
+	return true
+}
+
+// sendFrame encodes and sends one server frame.
+func (c *wsConn) sendFrame(op byte, payload []byte) bool {
+	return c.send(appendFrame(make([]byte, 0, len(payload)+frameHeaderLen(len(payload))), op, payload))
+}
+
+// sendJSON sends a server frame of the given type (metrics label).
+func (c *wsConn) sendText(kind string, payload []byte) bool {
+	c.hub.s.m.frameOut(kind)
+	return c.sendFrame(opText, payload)
+}
+
+func (c *wsConn) sendError(msg string) {
+	c.sendText("error", errorFrame(msg))
+}
+
+// slowConsumer closes a connection whose unsent bytes passed the bound.
+// The close frame cannot get through a full buffer: drop the socket.
+func (c *wsConn) slowConsumer() {
+	c.mu.Lock()
+	if c.mu.closing {
+		c.mu.Unlock()
+		return
+	}
+	c.mu.closing = true
+	c.mu.closeCode = closePolicy
+	c.mu.liveBuf = nil
+	c.mu.Unlock()
+	c.hub.s.m.wsSlow.Inc()
+	c.hub.s.m.closed(closePolicy)
+	c.hub.detach(c)
+	_ = c.nbc.Close()
+}
+
+// fail sends an error frame, then closes with code.
+func (c *wsConn) fail(code int, msg string) {
+	c.sendError(msg)
+	c.closeWith(code, msg)
+}
+
+// closeWith starts the closing handshake: it detaches the connection (no
+// more events), sends a close frame and gives the client closeGrace to
+// answer before the socket is dropped.
+func (c *wsConn) closeWith(code int, reason string) {
+	c.mu.Lock()
+	if c.mu.closing {
+		c.mu.Unlock()
+		return
+	}
+	c.mu.closing = true
+	c.mu.closeCode = code
+	c.mu.liveBuf = nil
+	c.mu.Unlock()
+	c.hub.detach(c)
+	c.hub.s.m.closed(code)
+	frame := appendFrame(nil, opClose, closePayload(code, reason))
+	c.pending.Add(int64(len(frame)))
+	_, _ = c.nbc.Write(frame)
+	_ = c.nbc.SetReadDeadline(time.Now().Add(closeGrace))
+}
+
+func (c *wsConn) isClosing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mu.closing
+}
+
+// pushEvent writes (or, during a subscribe, holds) an event frame. It
+// reports whether the connection took it.
+func (c *wsConn) pushEvent(evtID string, frame []byte) bool {
+	c.mu.Lock()
+	if c.mu.closing {
+		c.mu.Unlock()
+		return false
+	}
+	if c.mu.buffering {
+		if len(c.mu.liveBuf) >= liveBufferMax || c.mu.liveBytes+len(frame) > c.hub.s.cfg.WS.MaxPending {
+			c.mu.Unlock()
+			c.slowConsumer()
+			return false
+		}
+		c.mu.liveBuf = append(c.mu.liveBuf, liveFrame{evtID, frame})
+		c.mu.liveBytes += len(frame)
+		c.mu.Unlock()
+		return true
+	}
+	ok, slow := c.writeLocked(frame)
+	c.mu.Unlock()
+	if slow {
+		c.slowConsumer()
+	}
+	return ok
+}
+
+// writeLocked is send for callers holding c.mu, so that frames written
+// under the lock keep their order. slow reports that the bound was hit;
+// the caller closes the connection after releasing the lock.
+func (c *wsConn) writeLocked(b []byte) (ok, slow bool) {
+	if c.pending.Load()+int64(len(b)) > int64(c.hub.s.cfg.WS.MaxPending) {
+		return false, true
+	}
+	c.pending.Add(int64(len(b)))
+	_, err := c.nbc.Write(b)
+	return err == nil, false
+}
+
+// Parse implements nbhttp.ParserCloser: nbio's poller hands it the bytes
+// it read. It parses complete frames and keeps an incomplete tail.
+func (c *wsConn) Parse(data []byte) error {
+	if c.readStopped {
+		return nil
+	}
+	buf := data
+	if len(c.rbuf) > 0 {
+		c.rbuf = append(c.rbuf, data...)
+		buf = c.rbuf
+	}
+	for len(buf) > 0 && !c.readStopped {
+		h, err := parseFrameHeader(buf)
+		if err == errNeedMore {
+			break
+		}
+		if !c.checkHeader(&h) {
+			c.readStopped = true
+			break
+		}
+		total := h.size + int(h.length)
+		if len(buf) < total {
+			break
+		}
+		payload := buf[h.size:total]
+		unmask(payload, h.mask)
+		c.onFrame(&h, payload)
+		buf = buf[total:]
+	}
+	switch {
+	case c.readStopped || len(buf) == 0:
+		c.rbuf = nil
+	case len(c.rbuf) > 0:
+		// buf is a tail of rbuf: move it to the front.
+		n := copy(c.rbuf, buf)
+		c.rbuf = c.rbuf[:n]
+	default:
+		c.rbuf = append(make([]byte, 0, len(buf)), buf...)
+	}
+	return nil
+}
+
+// checkHeader applies RFC 6455 and our limits to a frame header before its
+// payload is buffered. On a violation it closes the connection and
+// returns false.
+func (c *wsConn) checkHeader(h *frameHeader) bool {
+	max := uint64(c.hub.s.cfg.WS.MaxFrame)
+	switch {
+	case !h.masked:
+		c.protocolError("client frames must be masked")
+	case h.rsv != 0:
+		c.protocolError("reserved bits set but no extension was negotiated")
+	case h.op >= opClose && h.op <= opPong && (h.length > maxControlPayload || !h.fin):
+		c.protocolError("control frames must be unfragmented with at most 125 bytes")
+	case h.op > opBinary && h.op < opClose || h.op > opPong:
+		c.protocolError(fmt.Sprintf("unknown opcode %d", h.op))
+	case h.op == opContinuation && c.fragOp == 0:
+		c.protocolError("continuation frame without a message to continue")
+	case (h.op == opText || h.op == opBinary) && c.fragOp != 0:
+		c.protocolError("new message started before the fragmented one ended")
+	case h.op < opClose && h.length > max-uint64(len(c.frag)):
+		c.hub.s.m.frameIn("invalid")
+		c.fail(closeTooBig, fmt.Sprintf("frame too large: messages are limited to %d bytes", max))
+	default:
+		return true
+	}
+	return false
+}
+
+func (c *wsConn) protocolError(msg string) {
+	c.hub.s.m.frameIn("invalid")
+	c.closeWith(closeProtocolError, msg)
+}
+
+// onFrame handles one complete frame (payload unmasked, valid only during
+// the call).
+func (c *wsConn) onFrame(h *frameHeader, payload []byte) {
+	switch h.op {
+	case opPing:
+		c.sendFrame(opPong, payload)
+		return
+	case opPong:
+		c.pingSentAt.Store(0)
+		return
+	case opClose:
+		c.onClose(payload)
+		return
+	case opText, opBinary:
+		if !h.fin {
+			c.fragOp = h.op
+			c.frag = append(make([]byte, 0, len(payload)), payload...)
+			return
+		}
+		c.onMessage(h.op, payload)
+	case opContinuation:
+		c.frag = append(c.frag, payload...)
+		if !h.fin {
+			return
+		}
+		op, msg := c.fragOp, c.frag
+		c.fragOp, c.frag = 0, nil
+		c.onMessage(op, msg)
+	}
+}
+
+// onClose answers a client's close frame and ends the connection.
+func (c *wsConn) onClose(payload []byte) {
+	c.readStopped = true
+	code := 1005
+	if len(payload) == 1 {
+		c.closeWith(closeProtocolError, "close frame with a 1-byte payload")
+		return
+	}
+	if len(payload) >= 2 {
+		code = int(binary.BigEndian.Uint16(payload))
+		if !validCloseCode(code) {
+			c.closeWith(closeProtocolError, fmt.Sprintf("invalid close code %d", code))
+			return
+		}
+		if !utf8.Valid(payload[2:]) {
+			c.closeWith(closeProtocolError, "close reason is not UTF-8")
+			return
+		}
+	}
+	c.mu.Lock()
+	answered := c.mu.closing
+	c.mu.closing = true
+	c.mu.liveBuf = nil
+	c.mu.Unlock()
+	if !answered {
+		// The client started the closing handshake: echo its code.
+		c.hub.detach(c)
+		c.hub.s.m.closed(code)
+		echo := []byte(nil)
+		if code != 1005 {
+			echo = payload[:2]
+		}
+		frame := appendFrame(nil, opClose, echo)
+		c.pending.Add(int64(len(frame)))
+		_, _ = c.nbc.Write(frame)
+	}
+	// Our close was answered, or we answered theirs: the handshake is done.
+	_ = c.nbc.Close()
+}
+
+// onMessage handles a complete data message on the poller: limits, then
+// the command runs in order on the task pool.
+func (c *wsConn) onMessage(op byte, msg []byte) {
+	if !c.allowFrame() {
+		c.hub.s.m.frameIn("invalid")
+		ws := c.hub.s.cfg.WS
+		c.fail(closeRateLimited, fmt.Sprintf("rate limited: more than %d frames in %s", ws.RateFrames, ws.RateWindow))
+		c.readStopped = true
+		return
+	}
+	if op == opBinary {
+		c.hub.s.m.frameIn("binary")
+		c.sendError("binary frames are not supported: send JSON text frames")
+		return
+	}
+	if !utf8.Valid(msg) {
+		c.hub.s.m.frameIn("invalid")
+		c.closeWith(closeInvalidPayload, "text frame is not valid UTF-8")
+		c.readStopped = true
+		return
+	}
+	cmd := append([]byte(nil), msg...)
+	c.nbc.Execute(func() { c.handleCommand(cmd) })
+}
+
+// allowFrame counts a client data message against the rate limit (a fixed
+// window per connection).
+func (c *wsConn) allowFrame() bool {
+	ws := &c.hub.s.cfg.WS
+	now := time.Now().UnixNano()
+	if now-c.rateStart >= int64(ws.RateWindow) {
+		c.rateStart, c.rateCount = now, 0
+	}
+	c.rateCount++
+	return int(c.rateCount) <= ws.RateFrames
+}
+
+// dead drops a connection whose pong did not come in time: the peer is
+// gone or stuck, so no close handshake is attempted.
+func (c *wsConn) dead() {
+	c.mu.Lock()
+	if c.mu.closing {
+		c.mu.Unlock()
+		return
+	}
+	c.mu.closing = true
+	c.mu.liveBuf = nil
+	c.mu.Unlock()
+	c.hub.s.m.closed(1006)
+	c.hub.detach(c)
+	_ = c.nbc.Close()
+}

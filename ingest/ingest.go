@@ -1,0 +1,397 @@
+// Package ingest turns inbound mail into stored messages and
+// message.received events. Both edges (SMTP and the HTTP inbound API) call
+// it; it parses the message, resolves its thread, writes message and event
+// in one synced Pebble batch, and only then hands the event to delivery.
+//
+// Concurrency: a *Service is safe for concurrent use; concurrent callers
+// share fsyncs through the store's commit pipeline. Requests with the same
+// idempotency key for the same inbox are serialised by a striped mutex so
+// the second sees the first's reply.
+package ingest
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/mail"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mailwire/mailwire/internal/ids"
+	"github.com/mailwire/mailwire/mailparse"
+	"github.com/mailwire/mailwire/store"
+)
+
+// EventMessageReceived is the only event type produced from mail.
+const EventMessageReceived = "message.received"
+
+// Errors a caller maps to client-visible answers.
+var (
+	// ErrTooLarge: the message exceeds Config.MaxMessageSize.
+	ErrTooLarge = errors.New("message too large")
+	// ErrInvalid wraps a description of what is wrong with the input.
+	ErrInvalid = errors.New("invalid message")
+)
+
+// Sink receives events around their durable write. delivery.Dispatcher
+// implements it.
+type Sink interface {
+	// Claim is called before the batch holding these events is committed:
+	// nothing may deliver or replay them until Committed.
+	Claim(evtIDs []string)
+	// Committed is called after the commit returned; err != nil means the
+	// events were not stored.
+	Committed(evts []store.Event, err error)
+}
+
+// Config configures a Service.
+type Config struct {
+	// MailDomain is the domain of inbox addresses. Default "localhost".
+	MailDomain string
+	// MaxMessageSize is the largest raw message accepted, in bytes.
+	// Default 25 MiB.
+	MaxMessageSize int
+	// Limits bound MIME parsing work.
+	Limits mailparse.Limits
+	// FirstDelay is the retry schedule's first delay: the event's first
+	// attempt is due this long after it is stored. Default 0.
+	FirstDelay time.Duration
+}
+
+// Service stores inbound mail.
+type Service struct {
+	db   *store.DB
+	sink Sink
+	cfg  Config
+
+	idem [64]sync.Mutex
+}
+
+// New returns a Service writing to db and notifying sink.
+func New(db *store.DB, sink Sink, cfg Config) *Service {
+	if cfg.MailDomain == "" {
+		cfg.MailDomain = "localhost"
+	}
+	if cfg.MaxMessageSize <= 0 {
+		cfg.MaxMessageSize = 25 << 20
+	}
+	return &Service{db: db, sink: sink, cfg: cfg}
+}
+
+// Result identifies what one inbound message stored for one inbox.
+type Result struct {
+	MessageID string `json:"messageId"`
+	EventID   string `json:"eventId"`
+	ThreadID  string `json:"threadId"`
+}
+
+// Recipient is one inbox a message is delivered to, with the address it
+// was sent to (which may carry a +tag).
+type Recipient struct {
+	Inbox   store.Inbox
+	Address string
+}
+
+// Address returns the inbox's address for the configured domain.
+func (s *Service) Address(in store.Inbox) string {
+	return in.MailboxName + "@" + s.cfg.MailDomain
+}
+
+// MailDomain is the configured mail domain.
+func (s *Service) MailDomain() string { return s.cfg.MailDomain }
+
+// DeliverRaw parses raw once and stores one message and one event per
+// recipient, all in one synced batch. It returns once everything is
+// durable.
+func (s *Service) DeliverRaw(rcpts []Recipient, raw []byte) ([]Result, error) {
+	if len(raw) > s.cfg.MaxMessageSize {
+		return nil, ErrTooLarge
+	}
+	parsed, err := mailparse.Parse(raw, s.cfg.Limits)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return s.store(rcpts, raw, parsed, "", nil)
+}
+
+// DeliverHTTPRaw is DeliverRaw for one inbox with an optional idempotency
+// key: a repeated key returns the first reply (replayed=true).
+func (s *Service) DeliverHTTPRaw(in store.Inbox, raw []byte, idemKey string) (res []byte, replayed bool, err error) {
+	return s.idempotent(in, idemKey, func(h string) ([]byte, error) {
+		if len(raw) > s.cfg.MaxMessageSize {
+			return nil, ErrTooLarge
+		}
+		parsed, err := mailparse.Parse(raw, s.cfg.Limits)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		return s.storeOne(in, raw, parsed, h)
+	})
+}
+
+// JSONInbound is the JSON form of POST /v1/inboxes/{id}/inbound.
+type JSONInbound struct {
+	From        string           `json:"from"`
+	Subject     string           `json:"subject"`
+	Text        string           `json:"text"`
+	HTML        string           `json:"html"`
+	Cc          []string         `json:"cc"`
+	MessageID   string           `json:"messageId"`
+	InReplyTo   string           `json:"inReplyTo"`
+	Attachments []JSONAttachment `json:"attachments"`
+}
+
+// JSONAttachment is an attachment of JSONInbound.
+type JSONAttachment struct {
+	Filename      string `json:"filename"`
+	ContentType   string `json:"contentType"`
+	ContentBase64 string `json:"contentBase64"`
+}
+
+// Validate reports every problem of j at once.
+func (j *JSONInbound) Validate() error {
+	var probs []string
+	if strings.TrimSpace(j.From) == "" {
+		probs = append(probs, "from is required")
+	} else if _, err := mail.ParseAddress(j.From); err != nil {
+		probs = append(probs, fmt.Sprintf("from %q is not an email address", j.From))
+	}
+	for _, c := range j.Cc {
+		if _, err := mail.ParseAddress(c); err != nil {
+			probs = append(probs, fmt.Sprintf("cc %q is not an email address", c))
+		}
+	}
+	for i, a := range j.Attachments {
+		if strings.TrimSpace(a.Filename) == "" {
+			probs = append(probs, fmt.Sprintf("attachments[%d].filename is required", i))
+		}
+		if _, err := base64.StdEncoding.DecodeString(a.ContentBase64); err != nil {
+			probs = append(probs, fmt.Sprintf("attachments[%d].contentBase64 is not valid base64", i))
+		}
+	}
+	if strings.ContainsAny(j.Subject, "\r\n") {
+		probs = append(probs, "subject must not contain line breaks")
+	}
+	if len(probs) > 0 {
+		return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(probs, "; "))
+	}
+	return nil
+}
+
+// DeliverJSON builds an RFC 5322 message from j (so the raw endpoint serves
+// real mail), parses it like any inbound mail and stores it.
+func (s *Service) DeliverJSON(in store.Inbox, j *JSONInbound, idemKey string) (res []byte, replayed bool, err error) {
+	if err := j.Validate(); err != nil {
+		return nil, false, err
+	}
+	return s.idempotent(in, idemKey, func(h string) ([]byte, error) {
+		c := mailparse.Compose{
+			From: j.From, To: s.Address(in), Cc: j.Cc, Subject: j.Subject,
+			Text: j.Text, HTML: j.HTML, MessageID: j.MessageID, InReplyTo: j.InReplyTo,
+			Date: time.Now(),
+		}
+		for _, a := range j.Attachments {
+			data, _ := base64.StdEncoding.DecodeString(a.ContentBase64) // validated above
+			ct := a.ContentType
+			if ct == "" {
+				ct = "application/octet-stream"
+			}
+			c.Attachments = append(c.Attachments, mailparse.Attachment{Filename: a.Filename, ContentType: ct, Data: data})
+		}
+		raw, err := mailparse.Build(c)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		if len(raw) > s.cfg.MaxMessageSize {
+			return nil, ErrTooLarge
+		}
+		parsed, err := mailparse.Parse(raw, s.cfg.Limits)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		return s.storeOne(in, raw, parsed, h)
+	})
+}
+
+// idempotent runs do once per (inbox, key): a stored reply is returned
+// as is. do receives the key's hash ("" without a key) to store the reply
+// in the same batch as the message.
+func (s *Service) idempotent(in store.Inbox, key string, do func(hash string) ([]byte, error)) ([]byte, bool, error) {
+	if key == "" {
+		r, err := do("")
+		return r, false, err
+	}
+	h := store.IdempotencyHash(key)
+	mu := &s.idem[fnv32(in.ID+h)%uint32(len(s.idem))]
+	mu.Lock()
+	defer mu.Unlock()
+	if r, err := s.db.Idempotent(in.ID, h); err == nil {
+		return r, true, nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, false, err
+	}
+	r, err := do(h)
+	return r, false, err
+}
+
+func (s *Service) storeOne(in store.Inbox, raw []byte, parsed *mailparse.Message, idemHash string) ([]byte, error) {
+	var reply []byte
+	_, err := s.store([]Recipient{{Inbox: in, Address: s.Address(in)}}, raw, parsed, idemHash, &reply)
+	return reply, err
+}
+
+// store writes one message and event per recipient in one synced batch.
+// When reply is non-nil, the JSON reply of the (single) recipient is put
+// there and, with idemHash, stored for replays.
+func (s *Service) store(rcpts []Recipient, raw []byte, p *mailparse.Message, idemHash string, reply *[]byte) ([]Result, error) {
+	now := time.Now().UTC()
+	rfcID := p.MessageID
+	if rfcID == "" {
+		rfcID = mailparse.NewMessageID(s.cfg.MailDomain)
+	}
+	refs := threadRefs(p)
+	items := make([]store.Inbound, 0, len(rcpts))
+	results := make([]Result, 0, len(rcpts))
+	evtIDs := make([]string, 0, len(rcpts))
+	for _, r := range rcpts {
+		thread, err := s.db.ThreadOf(r.Inbox.ID, refs)
+		if err != nil {
+			return nil, fmt.Errorf("cannot resolve thread: %w", err)
+		}
+		if thread == "" {
+			thread = ids.NewAt(ids.Thread, now)
+		}
+		msg := store.Message{
+			ID: ids.NewAt(ids.Message, now), InboxID: r.Inbox.ID, AccountID: r.Inbox.AccountID,
+			ThreadID: thread, RFCMessageID: rfcID, From: p.From, To: r.Address,
+			Cc: nonNil(p.Cc), Subject: p.Subject, BodyText: p.Text, BodyHTML: p.HTML,
+			ReceivedAt: now, RawSize: len(raw),
+		}
+		var atts [][]byte
+		for _, a := range p.Attachments {
+			msg.Attachments = append(msg.Attachments, store.AttachmentMeta{Filename: a.Filename, ContentType: a.ContentType, SizeBytes: len(a.Data)})
+			atts = append(atts, a.Data)
+		}
+		if msg.Attachments == nil {
+			msg.Attachments = []store.AttachmentMeta{}
+		}
+		ev := store.Event{ID: ids.NewAt(ids.Event, now), AccountID: r.Inbox.AccountID, InboxID: r.Inbox.ID, Type: EventMessageReceived}
+		ev.Head, ev.Tail = buildPayload(ev.ID, &msg, now)
+		res := Result{MessageID: msg.ID, EventID: ev.ID, ThreadID: thread}
+		item := store.Inbound{
+			Message: msg, Raw: raw, Attachments: atts, ThreadRefs: []string{rfcID},
+			Event: ev,
+			State: store.EventState{InboxID: r.Inbox.ID, Type: ev.Type, Status: store.StatusPending, NextAt: now.Add(s.cfg.FirstDelay).UnixMilli()},
+		}
+		if reply != nil {
+			*reply = mustJSON(res)
+			if idemHash != "" {
+				item.IdempotencyKey, item.Reply = idemHash, *reply
+			}
+		}
+		items = append(items, item)
+		results = append(results, res)
+		evtIDs = append(evtIDs, ev.ID)
+	}
+	s.sink.Claim(evtIDs)
+	err := s.db.StoreInbound(items)
+	evts := make([]store.Event, len(items))
+	for i := range items {
+		evts[i] = items[i].Event
+	}
+	s.sink.Committed(evts, err)
+	if err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+// threadRefs lists the ids a message refers to, most specific first:
+// In-Reply-To, then References from the newest to the oldest.
+func threadRefs(p *mailparse.Message) []string {
+	refs := make([]string, 0, len(p.InReplyTo)+len(p.References))
+	refs = append(refs, p.InReplyTo...)
+	for i := len(p.References) - 1; i >= 0; i-- {
+		refs = append(refs, p.References[i])
+	}
+	return refs
+}
+
+// payloadMessage is the "message" object of the event payload
+// (PROTOCOL.md §5), field order as documented.
+type payloadMessage struct {
+	ID           string              `json:"id"`
+	RFCMessageID string              `json:"rfc_message_id"`
+	From         string              `json:"from"`
+	To           string              `json:"to"`
+	Cc           []string            `json:"cc"`
+	Subject      string              `json:"subject"`
+	BodyText     string              `json:"body_text"`
+	Attachments  []payloadAttachment `json:"attachments"`
+	ReceivedAt   string              `json:"received_at"`
+}
+
+type payloadAttachment struct {
+	Filename    string `json:"filename"`
+	ContentType string `json:"contentType"`
+	SizeBytes   int    `json:"sizeBytes"`
+	URL         string `json:"url"`
+}
+
+// buildPayload encodes the event payload around the per-attempt fields
+// (see store.Event).
+func buildPayload(evtID string, m *store.Message, at time.Time) (head, tail []byte) {
+	ts := string(store.AppendTime(nil, at))
+	head = fmt.Appendf(nil, `{"event":%s,"event_id":%s,"occurred_at":%s`,
+		mustJSON(EventMessageReceived), mustJSON(evtID), mustJSON(ts))
+	pm := payloadMessage{
+		ID: m.ID, RFCMessageID: m.RFCMessageID, From: m.From, To: m.To, Cc: m.Cc,
+		Subject: m.Subject, BodyText: m.BodyText, ReceivedAt: string(store.AppendTime(nil, m.ReceivedAt)),
+		Attachments: make([]payloadAttachment, 0, len(m.Attachments)),
+	}
+	for _, a := range m.Attachments {
+		pm.Attachments = append(pm.Attachments, payloadAttachment{
+			Filename: a.Filename, ContentType: a.ContentType, SizeBytes: a.SizeBytes,
+			URL: AttachmentURL(m.ID, a.Filename),
+		})
+	}
+	tail = fmt.Appendf(nil, `,"inbox_id":%s,"thread_id":%s,"message":%s}`,
+		mustJSON(m.InboxID), mustJSON(m.ThreadID), mustJSON(pm))
+	return head, tail
+}
+
+// AttachmentURL is the API path of an attachment.
+func AttachmentURL(msgID, filename string) string {
+	return "/v1/attachments/" + msgID + "/" + pathEscape(filename)
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// mustJSON encodes v without HTML escaping (payloads carry mail text such
+// as "Name <addr>", which should read as written).
+func mustJSON(v any) []byte {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		panic(fmt.Sprintf("BUG: cannot encode %T: %v", v, err))
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+}
+
+func fnv32(s string) uint32 {
+	var h uint32 = 2166136261
+	for i := 0; i < len(s); i++ {
+		h ^= uint32(s[i])
+		h *= 16777619
+	}
+	return h
+}

@@ -1,0 +1,214 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// Errors returned by the store. Callers map them to API errors.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("conflict")
+)
+
+// Options configure Open. The zero value of every field has a documented
+// default.
+type Options struct {
+	// Dir is the database directory. Required.
+	Dir string
+	// FS is the filesystem; nil means the operating system's (vfs.Default).
+	// Tests pass vfs.NewMem(), vfs.NewCrashableMem() or an errorfs wrapper.
+	FS vfs.FS
+	// CacheBytes is Pebble's block cache size; 0 means 64 MiB.
+	CacheBytes int64
+	// Logger receives Pebble's log lines; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// DB is the mailwire database. Open it with Open, close it with Close.
+type DB struct {
+	pdb *pebble.DB
+	log *slog.Logger
+
+	// ctl serialises control-plane writes that check before they write
+	// (unique addresses, account and key creation, inbox deletion).
+	ctl sync.Mutex
+
+	// inboxLocks order ingest (read side) against inbox deletion (write
+	// side); a stripe is chosen by hashing the inbox id.
+	inboxLocks [256]sync.RWMutex
+}
+
+// Open opens (creating if needed) the database in opts.Dir.
+func Open(opts Options) (*DB, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("cannot open store: no directory given")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	cacheBytes := opts.CacheBytes
+	if cacheBytes <= 0 {
+		cacheBytes = 64 << 20
+	}
+	cache := pebble.NewCache(cacheBytes)
+	defer cache.Unref()
+	po := &pebble.Options{
+		FS:     opts.FS,
+		Cache:  cache,
+		Logger: pebbleLogger{log: log.With("component", "pebble")},
+		// Large inbound messages go through the WAL; a bigger memtable
+		// keeps flushes from stalling ingest.
+		MemTableSize:                64 << 20,
+		MemTableStopWritesThreshold: 4,
+		FormatMajorVersion:          pebble.FormatNewest,
+	}
+	pdb, err := pebble.Open(opts.Dir, po)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open store in %s: %w", opts.Dir, err)
+	}
+	return &DB{pdb: pdb, log: log}, nil
+}
+
+// Close flushes nothing extra (every acknowledged write is already synced)
+// and closes the database.
+func (d *DB) Close() error {
+	if err := d.pdb.Close(); err != nil {
+		return fmt.Errorf("cannot close store: %w", err)
+	}
+	return nil
+}
+
+// Pebble exposes the underlying database for metrics.
+func (d *DB) Pebble() *pebble.DB { return d.pdb }
+
+func (d *DB) inboxLock(inboxID string) *sync.RWMutex {
+	return &d.inboxLocks[d.stripe(inboxID)]
+}
+
+// getRaw returns a copy of the value at k, or ErrNotFound.
+func (d *DB) getRaw(k []byte) ([]byte, error) {
+	v, closer, err := d.pdb.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot read %q: %w", k, err)
+	}
+	out := append([]byte(nil), v...)
+	_ = closer.Close()
+	return out, nil
+}
+
+func (d *DB) has(k []byte) (bool, error) {
+	_, closer, err := d.pdb.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("cannot read %q: %w", k, err)
+	}
+	_ = closer.Close()
+	return true, nil
+}
+
+// getJSON decodes the JSON record at k into v.
+func (d *DB) getJSON(k []byte, v any) error {
+	raw, closer, err := d.pdb.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("cannot read %q: %w", k, err)
+	}
+	defer closer.Close()
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("cannot decode %q: %w", k, err)
+	}
+	return nil
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("BUG: cannot encode %T: %v", v, err))
+	}
+	return b
+}
+
+func setJSON(b *pebble.Batch, k []byte, v any) {
+	_ = b.Set(k, mustJSON(v), nil)
+}
+
+// commit applies b with Sync and closes it.
+func commit(b *pebble.Batch) error {
+	defer b.Close()
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("cannot commit batch: %w", err)
+	}
+	return nil
+}
+
+// scan calls fn for every key with prefix p, in key order (or reverse
+// order). fn returns false to stop. The key and value are only valid during
+// the call.
+func (d *DB) scan(p []byte, reverse bool, fn func(k, v []byte) bool) error {
+	return d.scanRange(p, prefixEnd(p), reverse, fn)
+}
+
+func (d *DB) scanRange(lower, upper []byte, reverse bool, fn func(k, v []byte) bool) error {
+	it, err := d.pdb.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return fmt.Errorf("cannot open iterator: %w", err)
+	}
+	if reverse {
+		for ok := it.Last(); ok; ok = it.Prev() {
+			if !fn(it.Key(), it.Value()) {
+				break
+			}
+		}
+	} else {
+		for ok := it.First(); ok; ok = it.Next() {
+			if !fn(it.Key(), it.Value()) {
+				break
+			}
+		}
+	}
+	if err := it.Error(); err != nil {
+		_ = it.Close()
+		return fmt.Errorf("cannot iterate: %w", err)
+	}
+	return it.Close()
+}
+
+// Page selects a window of a list.
+type Page struct {
+	Limit  int
+	Offset int
+}
+
+// pebbleLogger routes Pebble's log lines to slog. Fatalf is Pebble's way of
+// reporting an unrecoverable commit-path error: mailwire is crash-only, so
+// it logs and panics (the process restarts and resumes from the WAL).
+type pebbleLogger struct{ log *slog.Logger }
+
+func (l pebbleLogger) Infof(format string, args ...any) {
+	l.log.Debug(fmt.Sprintf(format, args...))
+}
+
+func (l pebbleLogger) Errorf(format string, args ...any) {
+	l.log.Error(fmt.Sprintf(format, args...))
+}
+
+func (l pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	l.log.Error("fatal storage error", "error", msg)
+	panic("pebble: " + msg)
+}

@@ -1,0 +1,30 @@
+// Package store is mailwire's persistent state on one embedded Pebble
+// database: accounts, API keys, inboxes, webhook settings, messages with
+// their raw bytes and attachments, the event log with delivery state and
+// attempts, and the due index that drives retries.
+//
+// # Durability
+//
+// Every write that answers a request (inbound mail, API changes) is applied
+// with Sync before the method returns. Concurrent synced writers share one
+// fsync through Pebble's commit pipeline, so throughput comes from
+// concurrency, not from batching inside one caller. Pebble makes a batch
+// readable before its WAL sync has finished; callers that hand data to a
+// client must wait for the write to return, never infer durability from a
+// read (see delivery's in-flight set).
+//
+// # Concurrency
+//
+// A *DB is safe for concurrent use. Control-plane changes that must check
+// before they write (unique inbox addresses, key revocation) are serialised
+// by one mutex (ctl). Ingest and inbox deletion are ordered by striped
+// per-inbox locks so that no message is stored into an inbox whose deletion
+// has already scanned it. Event delivery state is mutated through the
+// delivery package's single writer; this package only provides the
+// read-modify-write primitives.
+//
+// # Layout
+//
+// Keys are prefixed by kind (see keys.go). Ids are prefix + ULID, so one
+// account's events and one inbox's messages scan in time order.
+package store

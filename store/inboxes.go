@@ -1,0 +1,252 @@
+package store
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/mailwire/mailwire/internal/ids"
+)
+
+// Inbox is a mailbox of an account. Its address is MailboxName@<mail
+// domain>; the domain is the server's, so it is not stored.
+type Inbox struct {
+	ID          string    `json:"id"`
+	AccountID   string    `json:"accountId"`
+	MailboxName string    `json:"mailboxName"`
+	DisplayName string    `json:"displayName,omitempty"`
+	WebhookURL  string    `json:"webhookUrl,omitempty"`
+	// WebhookSecret signs this inbox's webhooks ("whsec_..."); kept in
+	// plain text because signing needs it.
+	WebhookSecret string    `json:"webhookSecret,omitempty"`
+	CreatedAt     time.Time `json:"createdAt"`
+}
+
+// Webhook is an account's default webhook, used for inboxes without their
+// own URL.
+type Webhook struct {
+	URL       string    `json:"url"`
+	Secret    string    `json:"secret"`
+	CreatedAt time.Time `json:"createdAt"`
+}
+
+// CreateInbox stores a new inbox; ErrConflict when the mailbox name is
+// taken (by any account: addresses are global).
+func (d *DB) CreateInbox(in Inbox) (Inbox, error) {
+	d.ctl.Lock()
+	defer d.ctl.Unlock()
+	if in.ID == "" {
+		in.ID = ids.New(ids.Inbox)
+	}
+	if in.CreatedAt.IsZero() {
+		in.CreatedAt = time.Now().UTC()
+	}
+	taken, err := d.has(key2(pAddress, in.MailboxName))
+	if err != nil {
+		return Inbox{}, err
+	}
+	if taken {
+		return Inbox{}, ErrConflict
+	}
+	if _, err := d.GetAccount(in.AccountID); err != nil {
+		return Inbox{}, fmt.Errorf("cannot create inbox: account %s: %w", in.AccountID, err)
+	}
+	b := d.pdb.NewBatch()
+	setJSON(b, key2(pInbox, in.ID), in)
+	_ = b.Set(key(pAccountInbox+in.AccountID, in.ID), nil, nil)
+	_ = b.Set(key2(pAddress, in.MailboxName), []byte(in.ID), nil)
+	if err := commit(b); err != nil {
+		return Inbox{}, fmt.Errorf("cannot create inbox: %w", err)
+	}
+	return in, nil
+}
+
+// GetInbox returns an inbox of the account; ErrNotFound when it does not
+// exist or belongs to another account (callers cannot tell the two apart).
+func (d *DB) GetInbox(accountID, id string) (Inbox, error) {
+	in, err := d.getInbox(id)
+	if err != nil {
+		return Inbox{}, err
+	}
+	if in.AccountID != accountID {
+		return Inbox{}, ErrNotFound
+	}
+	return in, nil
+}
+
+func (d *DB) getInbox(id string) (Inbox, error) {
+	var in Inbox
+	err := d.getJSON(key2(pInbox, id), &in)
+	return in, err
+}
+
+// InboxByMailbox finds an inbox by its mailbox name (lower-case local part
+// of the address, without +tag).
+func (d *DB) InboxByMailbox(mailbox string) (Inbox, error) {
+	id, err := d.getRaw(key2(pAddress, mailbox))
+	if err != nil {
+		return Inbox{}, err
+	}
+	return d.getInbox(string(id))
+}
+
+// InboxOwned reports whether inbox id exists and belongs to the account.
+func (d *DB) InboxOwned(accountID, id string) (bool, error) {
+	return d.has(key(pAccountInbox+accountID, id))
+}
+
+// ListInboxes returns a page of the account's inboxes (creation order) and
+// the total.
+func (d *DB) ListInboxes(accountID string, p Page) ([]Inbox, int, error) {
+	var idsPage []string
+	total := 0
+	pfx := prefixKey(pAccountInbox + accountID)
+	err := d.scan(pfx, false, func(k, _ []byte) bool {
+		if total >= p.Offset && len(idsPage) < p.Limit {
+			idsPage = append(idsPage, string(k[len(pfx):]))
+		}
+		total++
+		return true
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("cannot list inboxes: %w", err)
+	}
+	out := make([]Inbox, 0, len(idsPage))
+	for _, id := range idsPage {
+		in, err := d.getInbox(id)
+		if err != nil {
+			return nil, 0, fmt.Errorf("cannot list inboxes: %s: %w", id, err)
+		}
+		out = append(out, in)
+	}
+	return out, total, nil
+}
+
+// UpdateInbox applies fn to the account's inbox and stores the result
+// atomically with respect to other control-plane changes. fn must not
+// change ID, AccountID or MailboxName. An error from fn aborts the update.
+func (d *DB) UpdateInbox(accountID, id string, fn func(*Inbox) error) (Inbox, error) {
+	d.ctl.Lock()
+	defer d.ctl.Unlock()
+	in, err := d.GetInbox(accountID, id)
+	if err != nil {
+		return Inbox{}, err
+	}
+	if err := fn(&in); err != nil {
+		return Inbox{}, err
+	}
+	b := d.pdb.NewBatch()
+	setJSON(b, key2(pInbox, in.ID), in)
+	if err := commit(b); err != nil {
+		return Inbox{}, fmt.Errorf("cannot update inbox: %w", err)
+	}
+	return in, nil
+}
+
+// DeleteInbox removes an inbox with its messages, attachments, threads,
+// idempotency records, events, attempts and due entries. It returns the
+// ids of the deleted events.
+func (d *DB) DeleteInbox(accountID, id string) ([]string, error) {
+	d.ctl.Lock()
+	defer d.ctl.Unlock()
+	in, err := d.GetInbox(accountID, id)
+	if err != nil {
+		return nil, err
+	}
+	// Exclude concurrent ingest into this inbox while we scan and delete.
+	l := d.inboxLock(id)
+	l.Lock()
+	defer l.Unlock()
+
+	b := d.pdb.NewBatch()
+	_ = b.Delete(key2(pInbox, id), nil)
+	_ = b.Delete(key(pAccountInbox+accountID, id), nil)
+	_ = b.Delete(key2(pAddress, in.MailboxName), nil)
+	mpfx := prefixKey(pInboxMessage + id)
+	err = d.scan(mpfx, false, func(k, _ []byte) bool {
+		msgID := string(k[len(mpfx):])
+		_ = b.Delete(key2(pMessage, msgID), nil)
+		_ = b.Delete(key2(pRaw, msgID), nil)
+		ap := prefixKey(pAttachment + msgID)
+		_ = b.DeleteRange(ap, prefixEnd(ap), nil)
+		return true
+	})
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("cannot delete inbox messages: %w", err)
+	}
+	for _, p := range []string{pInboxMessage, pThread, pIdempotency} {
+		pk := prefixKey(p + id)
+		_ = b.DeleteRange(pk, prefixEnd(pk), nil)
+	}
+	var evts []string
+	spfx := prefixKey(pEventState + accountID)
+	var decErr error
+	err = d.scan(spfx, false, func(k, v []byte) bool {
+		var st EventState
+		if err := jsonUnmarshal(v, &st); err != nil {
+			decErr = err
+			return false
+		}
+		if st.InboxID != id {
+			return true
+		}
+		evtID := string(k[len(spfx):])
+		evts = append(evts, evtID)
+		_ = b.Delete(key2(pEvent, evtID), nil)
+		_ = b.Delete(k, nil)
+		ap := prefixKey(pAttempt + evtID)
+		_ = b.DeleteRange(ap, prefixEnd(ap), nil)
+		if st.NextAt != 0 {
+			_ = b.Delete(dueKey(st.NextAt, evtID), nil)
+		}
+		return true
+	})
+	if err == nil {
+		err = decErr
+	}
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("cannot delete inbox events: %w", err)
+	}
+	if err := commit(b); err != nil {
+		return nil, fmt.Errorf("cannot delete inbox: %w", err)
+	}
+	return evts, nil
+}
+
+// GetWebhook returns the account's default webhook or ErrNotFound.
+func (d *DB) GetWebhook(accountID string) (Webhook, error) {
+	var w Webhook
+	err := d.getJSON(key2(pWebhook, accountID), &w)
+	return w, err
+}
+
+// UpdateWebhook applies fn to the account's webhook (the zero Webhook and
+// exists=false when none is set) and stores the result. fn returns
+// remove=true to delete the webhook.
+func (d *DB) UpdateWebhook(accountID string, fn func(w *Webhook, exists bool) (remove bool, err error)) (Webhook, error) {
+	d.ctl.Lock()
+	defer d.ctl.Unlock()
+	w, err := d.GetWebhook(accountID)
+	exists := err == nil
+	if err != nil && err != ErrNotFound {
+		return Webhook{}, err
+	}
+	remove, err := fn(&w, exists)
+	if err != nil {
+		return Webhook{}, err
+	}
+	b := d.pdb.NewBatch()
+	if remove {
+		_ = b.Delete(key2(pWebhook, accountID), nil)
+	} else {
+		if w.CreatedAt.IsZero() {
+			w.CreatedAt = time.Now().UTC()
+		}
+		setJSON(b, key2(pWebhook, accountID), w)
+	}
+	if err := commit(b); err != nil {
+		return Webhook{}, fmt.Errorf("cannot update webhook: %w", err)
+	}
+	return w, nil
+}
