@@ -116,6 +116,9 @@ type job struct {
 	evtID     string
 	dueMs     int64
 	ev        *store.Event
+	// fresh: the event was just stored by ingest with the initial state
+	// (pending, no attempt yet): the worker need not read it back.
+	fresh bool
 }
 
 // Dispatcher delivers events. Create it with New, attach the engine with
@@ -271,7 +274,7 @@ func (d *Dispatcher) Committed(evts []store.Event, err error) {
 			continue
 		}
 		dueMs := ev.OccurredAt().UnixMilli()
-		if !d.enqueue(&job{accountID: ev.AccountID, evtID: ev.ID, dueMs: dueMs, ev: ev}) {
+		if !d.enqueue(&job{accountID: ev.AccountID, evtID: ev.ID, dueMs: dueMs, ev: ev, fresh: true}) {
 			d.unclaim(ev.ID, dueMs)
 		}
 	}
@@ -286,6 +289,11 @@ func (d *Dispatcher) FirstAttemptDelay() time.Duration { return d.cfg.Schedule[0
 func (d *Dispatcher) WaitDurable(evtIDs []string, timeout time.Duration) bool {
 	return d.flights.waitDurable(evtIDs, timeout)
 }
+
+// InFlight reports whether the event is still in the delivery pipeline
+// (committing, queued or being attempted): a live push of it may still
+// come.
+func (d *Dispatcher) InFlight(evtID string) bool { return d.flights.claimed(evtID) }
 
 // Ack records a client's ack of an event of the account. Unknown ids are
 // ignored (the engine validated the shape).
@@ -339,7 +347,13 @@ func (d *Dispatcher) dispatchLoop(q chan *job) {
 // channel (PROTOCOL.md §6) and reports the outcome to the writer (webhook
 // attempts report from the webhook pool).
 func (d *Dispatcher) attempt(j *job) {
-	st, err := d.db.GetEventState(j.accountID, j.evtID)
+	st, err := store.EventState{Status: store.StatusPending, NextAt: j.dueMs}, error(nil)
+	if !j.fresh {
+		// Anything may have happened since the due entry was written (an
+		// ack, a redeliver, a deleted inbox): read the truth. The writer
+		// re-reads it anyway before applying the outcome.
+		st, err = d.db.GetEventState(j.accountID, j.evtID)
+	}
 	if err != nil {
 		if !errors.Is(err, store.ErrNotFound) {
 			d.log.Error("cannot read event state", "event", j.evtID, "error", err)

@@ -29,11 +29,54 @@ type limitProcessor struct {
 	method, uri string
 	body        int
 	refused     bool
+	// phase and headLen track the request in progress: a head larger than
+	// maxHeaderBytes is refused.
+	phase   uint8
+	headLen int
 }
+
+// Request phases seen by limitProcessor.
+const (
+	phaseIdle uint8 = iota // between requests: the next read starts a head
+	phaseHead
+	phaseBody
+)
 
 func (p *limitProcessor) OnMethod(parser *nbhttp.Parser, method string) {
 	p.method, p.uri, p.body, p.refused = method, "", 0, false
 	p.Processor.OnMethod(parser, method)
+}
+
+// headerBytes accounts n bytes read while a request head may be in
+// progress; false when the head grew past maxHeaderBytes (431 is sent).
+// The parser only reports a head once it is complete, so this counts raw
+// reads: between requests every read may start a head.
+func (p *limitProcessor) headerBytes(n int) bool {
+	if p.refused {
+		return false
+	}
+	switch p.phase {
+	case phaseBody:
+		return true // bounded by the body limits
+	case phaseIdle:
+		p.phase, p.headLen = phaseHead, 0
+	}
+	p.headLen += n
+	if p.headLen > maxHeaderBytes {
+		p.refused = true
+		p.s.m.tooLarge.Inc()
+		body := fmt.Sprintf(`{"error":%q,"message":"request head is larger than %d bytes"}`, codeTooLarge, maxHeaderBytes)
+		resp := fmt.Sprintf("HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
+		_, _ = p.parser.Conn.Write([]byte(resp))
+		lingerClose(p.parser.Conn)
+		return false
+	}
+	return true
+}
+
+func (p *limitProcessor) OnComplete(parser *nbhttp.Parser) {
+	p.phase = phaseIdle
+	p.Processor.OnComplete(parser)
 }
 
 func (p *limitProcessor) OnURL(parser *nbhttp.Parser, uri string) error {
@@ -54,6 +97,7 @@ func (p *limitProcessor) limit() int {
 }
 
 func (p *limitProcessor) OnContentLength(parser *nbhttp.Parser, n int) {
+	p.phase = phaseBody
 	if n > p.limit() {
 		p.refuse(parser)
 		return
@@ -62,6 +106,7 @@ func (p *limitProcessor) OnContentLength(parser *nbhttp.Parser, n int) {
 }
 
 func (p *limitProcessor) OnBody(parser *nbhttp.Parser, data []byte) error {
+	p.phase = phaseBody
 	if p.refused {
 		return errBodyTooLarge
 	}

@@ -14,6 +14,9 @@ const (
 	// connections: a request must arrive whole within it, so a handshake
 	// trickled a byte at a time is dropped.
 	httpKeepalive = 60 * time.Second
+	// maxHeaderBytes bounds a request head (request line and headers):
+	// nbhttp would otherwise buffer up to its ReadLimit (the largest body).
+	maxHeaderBytes = 64 << 10
 	// maxIdempotencyKey bounds the Idempotency-Key header.
 	maxIdempotencyKey = 255
 	// maxSubscribeIDs bounds the inbox ids in one subscribe frame (each is

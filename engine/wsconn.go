@@ -51,6 +51,10 @@ type wsConn struct {
 		buffering bool
 		liveBuf   []liveFrame
 		liveBytes int
+		// replayed holds events a replay sent that were still in the
+		// delivery pipeline when it ended: their live push is dropped
+		// once (nil almost always).
+		replayed map[string]struct{}
 	}
 }
 
@@ -177,6 +181,14 @@ func (c *wsConn) pushEvent(evtID string, frame []byte) bool {
 		c.mu.liveBytes += len(frame)
 		c.mu.Unlock()
 		return true
+	}
+	if _, dup := c.mu.replayed[evtID]; dup {
+		delete(c.mu.replayed, evtID)
+		if len(c.mu.replayed) == 0 {
+			c.mu.replayed = nil
+		}
+		c.mu.Unlock()
+		return true // the replay delivered it on this connection
 	}
 	ok, slow := c.writeLocked(frame)
 	c.mu.Unlock()

@@ -251,6 +251,19 @@ func (c *wsConn) endBuffering(replayed map[string]struct{}) {
 	c.mu.Lock()
 	buf := c.mu.liveBuf
 	c.mu.liveBuf, c.mu.liveBytes, c.mu.buffering = nil, 0, false
+	// A replayed event may be committed (so the scan saw it) but not yet
+	// pushed live: its push will come after this point. Remember those
+	// (the ones still in flight) so the push is dropped, not sent twice.
+	// Pushes take c.mu, so none can slip between this check and the flag.
+	c.mu.replayed = nil
+	for id := range replayed {
+		if c.hub.s.deps.Delivery.InFlight(id) {
+			if c.mu.replayed == nil {
+				c.mu.replayed = make(map[string]struct{})
+			}
+			c.mu.replayed[id] = struct{}{}
+		}
+	}
 	slow := false
 	if !c.mu.closing {
 		for _, lf := range buf {

@@ -26,7 +26,10 @@ import (
 )
 
 // EventMessageReceived is the only event type produced from mail.
-const EventMessageReceived = "message.received"
+const EventMessageReceived = store.EventMessageReceived
+
+// AttachmentURL is the API path of an attachment.
+func AttachmentURL(msgID, filename string) string { return store.AttachmentURL(msgID, filename) }
 
 // Errors a caller maps to client-visible answers.
 var (
@@ -201,16 +204,16 @@ func (s *Service) DeliverJSON(in store.Inbox, j *JSONInbound, idemKey string) (r
 			}
 			c.Attachments = append(c.Attachments, mailparse.Attachment{Filename: a.Filename, ContentType: ct, Data: data})
 		}
-		raw, err := mailparse.Build(c)
+		if c.MessageID == "" {
+			c.MessageID = mailparse.NewMessageID(s.cfg.MailDomain)
+		}
+		// BuildMessage returns the parsed view with the bytes: no re-parse.
+		raw, parsed, err := mailparse.BuildMessage(c)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
 		if len(raw) > s.cfg.MaxMessageSize {
 			return nil, ErrTooLarge
-		}
-		parsed, err := mailparse.Parse(raw, s.cfg.Limits)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
 		return s.storeOne(in, raw, parsed, h)
 	})
@@ -278,8 +281,8 @@ func (s *Service) store(rcpts []Recipient, raw []byte, p *mailparse.Message, ide
 		if msg.Attachments == nil {
 			msg.Attachments = []store.AttachmentMeta{}
 		}
-		ev := store.Event{ID: ids.NewAt(ids.Event, now), AccountID: r.Inbox.AccountID, InboxID: r.Inbox.ID, Type: EventMessageReceived}
-		ev.Head, ev.Tail = buildPayload(ev.ID, &msg, now)
+		ev := store.Event{ID: ids.NewAt(ids.Event, now), AccountID: r.Inbox.AccountID, InboxID: r.Inbox.ID, Type: EventMessageReceived, MessageID: msg.ID}
+		ev.Head, ev.Tail = store.RenderMessageEvent(ev.ID, &msg)
 		res := Result{MessageID: msg.ID, EventID: ev.ID, ThreadID: thread}
 		item := store.Inbound{
 			Message: msg, Raw: raw, Attachments: atts, ThreadRefs: []string{rfcID},
@@ -318,54 +321,6 @@ func threadRefs(p *mailparse.Message) []string {
 		refs = append(refs, p.References[i])
 	}
 	return refs
-}
-
-// payloadMessage is the "message" object of the event payload
-// (PROTOCOL.md §5), field order as documented.
-type payloadMessage struct {
-	ID           string              `json:"id"`
-	RFCMessageID string              `json:"rfc_message_id"`
-	From         string              `json:"from"`
-	To           string              `json:"to"`
-	Cc           []string            `json:"cc"`
-	Subject      string              `json:"subject"`
-	BodyText     string              `json:"body_text"`
-	Attachments  []payloadAttachment `json:"attachments"`
-	ReceivedAt   string              `json:"received_at"`
-}
-
-type payloadAttachment struct {
-	Filename    string `json:"filename"`
-	ContentType string `json:"contentType"`
-	SizeBytes   int    `json:"sizeBytes"`
-	URL         string `json:"url"`
-}
-
-// buildPayload encodes the event payload around the per-attempt fields
-// (see store.Event).
-func buildPayload(evtID string, m *store.Message, at time.Time) (head, tail []byte) {
-	ts := string(store.AppendTime(nil, at))
-	head = fmt.Appendf(nil, `{"event":%s,"event_id":%s,"occurred_at":%s`,
-		mustJSON(EventMessageReceived), mustJSON(evtID), mustJSON(ts))
-	pm := payloadMessage{
-		ID: m.ID, RFCMessageID: m.RFCMessageID, From: m.From, To: m.To, Cc: m.Cc,
-		Subject: m.Subject, BodyText: m.BodyText, ReceivedAt: string(store.AppendTime(nil, m.ReceivedAt)),
-		Attachments: make([]payloadAttachment, 0, len(m.Attachments)),
-	}
-	for _, a := range m.Attachments {
-		pm.Attachments = append(pm.Attachments, payloadAttachment{
-			Filename: a.Filename, ContentType: a.ContentType, SizeBytes: a.SizeBytes,
-			URL: AttachmentURL(m.ID, a.Filename),
-		})
-	}
-	tail = fmt.Appendf(nil, `,"inbox_id":%s,"thread_id":%s,"message":%s}`,
-		mustJSON(m.InboxID), mustJSON(m.ThreadID), mustJSON(pm))
-	return head, tail
-}
-
-// AttachmentURL is the API path of an attachment.
-func AttachmentURL(msgID, filename string) string {
-	return "/v1/attachments/" + msgID + "/" + pathEscape(filename)
 }
 
 func nonNil(s []string) []string {

@@ -31,11 +31,15 @@ const (
 //	Head + `,"delivered_at":"<time>","attempt":<n>` + Tail
 //
 // so each attempt is encoded once without re-marshalling the message.
+//
+// Only the ids are stored; Head and Tail are rendered from the message
+// record (RenderMessageEvent) when the event is read.
 type Event struct {
 	ID        string
 	AccountID string
 	InboxID   string
 	Type      string
+	MessageID string
 	Head      []byte // `{"event":...,"event_id":...,"occurred_at":...`
 	Tail      []byte // `,"inbox_id":...,"message":{...}}`
 }
@@ -92,17 +96,17 @@ func appendInt(dst []byte, n int) []byte {
 	return append(dst, buf[i:]...)
 }
 
-const eventFormat = 1
+const eventFormat = 2
 
+// encodeEvent is the stored form: the ids only.
 func encodeEvent(e *Event) []byte {
-	n := 1 + 5*5 + len(e.AccountID) + len(e.InboxID) + len(e.Type) + len(e.Head) + len(e.Tail)
-	b := make([]byte, 0, n)
+	b := make([]byte, 0, 1+4+len(e.AccountID)+len(e.InboxID)+len(e.Type)+len(e.MessageID))
 	b = append(b, eventFormat)
-	for _, s := range [][]byte{[]byte(e.AccountID), []byte(e.InboxID), []byte(e.Type), e.Head} {
+	for _, s := range []string{e.AccountID, e.InboxID, e.Type, e.MessageID} {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
 	}
-	return append(b, e.Tail...)
+	return b
 }
 
 var errBadEvent = errors.New("malformed event record")
@@ -112,19 +116,16 @@ func decodeEvent(id string, b []byte) (Event, error) {
 		return Event{}, errBadEvent
 	}
 	b = b[1:]
-	var parts [4][]byte
+	var parts [4]string
 	for i := range parts {
 		l, n := binary.Uvarint(b)
 		if n <= 0 || uint64(len(b)-n) < l {
 			return Event{}, errBadEvent
 		}
-		parts[i] = b[n : n+int(l)]
+		parts[i] = string(b[n : n+int(l)])
 		b = b[n+int(l):]
 	}
-	return Event{
-		ID: id, AccountID: string(parts[0]), InboxID: string(parts[1]), Type: string(parts[2]),
-		Head: parts[3], Tail: b,
-	}, nil
+	return Event{ID: id, AccountID: parts[0], InboxID: parts[1], Type: parts[2], MessageID: parts[3]}, nil
 }
 
 // EventState is the mutable delivery state of an event.
@@ -170,7 +171,8 @@ func putNewEvent(b *pebble.Batch, e *Event, st EventState) {
 	}
 }
 
-// GetEvent returns an event by id (any account: callers check AccountID).
+// GetEvent returns an event by id (any account: callers check AccountID),
+// with its payload rendered from its message.
 func (d *DB) GetEvent(id string) (Event, error) {
 	v, err := d.getRaw(key2(pEvent, id))
 	if err != nil {
@@ -180,6 +182,11 @@ func (d *DB) GetEvent(id string) (Event, error) {
 	if err != nil {
 		return Event{}, fmt.Errorf("cannot decode event %s: %w", id, err)
 	}
+	var m Message
+	if err := d.getJSON(key2(pMessage, e.MessageID), &m); err != nil {
+		return Event{}, fmt.Errorf("cannot read message %s of event %s: %w", e.MessageID, id, err)
+	}
+	e.Head, e.Tail = RenderMessageEvent(id, &m)
 	return e, nil
 }
 

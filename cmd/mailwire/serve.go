@@ -69,11 +69,11 @@ func serveFlags(c *serveConfig) *flag.FlagSet {
 	fs.DurationVar(&c.WSRateWindow, "ws-rate-window", 10*time.Second, "window of --ws-rate-frames")
 	c.WSMaxFrame, c.WSMaxPending, c.MaxMessageSize = 64<<10, 1<<20, 25<<20
 	fs.Var(sizeValue{&c.WSMaxFrame}, "ws-max-frame", "largest client frame accepted (`size`, e.g. 64KiB); larger get close 1009")
-	fs.Var(sizeValue{&c.WSMaxPending}, "ws-max-pending", "unsent bytes allowed per connection before it is closed as a slow consumer (1008)")
+	fs.Var(sizeValue{&c.WSMaxPending}, "ws-max-pending", "unsent bytes allowed per connection (`size`) before it is closed as a slow consumer (1008)")
 	fs.DurationVar(&c.WSAckTimeout, "ws-ack-timeout", 0, "when set, an event written to WebSockets but not acked within it counts as a failed attempt")
 	fs.IntVar(&c.ReplayLimit, "replay-limit", 100, "most events replayed for one last_event_id")
 	c.RetrySchedule = append([]time.Duration(nil), delivery.DefaultSchedule...)
-	fs.Var(scheduleValue{&c.RetrySchedule}, "retry-schedule", "delay before each attempt, from the previous one; its length is the number of attempts")
+	fs.Var(scheduleValue{&c.RetrySchedule}, "retry-schedule", "comma-separated `delays` before each attempt, from the previous one; its length is the number of attempts")
 	fs.DurationVar(&c.WebhookTimeout, "webhook-timeout", 15*time.Second, "a webhook attempt that has not answered 2xx by then has failed")
 	fs.IntVar(&c.WebhookWorkers, "webhook-workers", 64, "concurrent webhook requests")
 	fs.BoolVar(&c.WebhookAllowPrivate, "webhook-allow-private", false, "allow webhook URLs on loopback/private addresses (development and tests)")
@@ -171,6 +171,9 @@ func serve(args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Once the first signal started the drain, restore the default
+	// handling: a second Ctrl-C ends a shutdown that takes too long.
+	context.AfterFunc(ctx, stop)
 	return run(ctx, &c, log, os.Stdout)
 }
 

@@ -24,6 +24,7 @@ import (
 // Config is every setting of a node (CONFIG.md's `serve` flags).
 type Config struct {
 	HTTPAddr            string
+	HTTPIdleTimeout     time.Duration // 0: the engine's default (60s)
 	SMTPAddr            string // "" disables SMTP
 	SMTPTLSCert         string
 	SMTPTLSKey          string
@@ -95,6 +96,7 @@ func Start(cfg Config) (*App, error) {
 	})
 	srv := engine.New(engine.Config{
 		Addr:                 cfg.HTTPAddr,
+		IdleTimeout:          cfg.HTTPIdleTimeout,
 		AdminToken:           cfg.AdminToken,
 		MaxMessageSize:       cfg.MaxMessageSize,
 		AllowPrivateWebhooks: cfg.WebhookAllowPrivate,

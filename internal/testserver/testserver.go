@@ -15,9 +15,11 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/mailwire/mailwire/engine"
 	"github.com/mailwire/mailwire/internal/app"
 )
 
@@ -39,11 +41,21 @@ type Server struct {
 // Logger returns the logger tests use: silent unless MAILWIRE_TEST_LOG is
 // set (then debug lines go to stderr).
 func Logger() *slog.Logger {
-	if os.Getenv("MAILWIRE_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
+	logOnce.Do(func() {
+		if os.Getenv("MAILWIRE_TEST_LOG") != "" {
+			logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		} else {
+			logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		}
+		engine.RouteNBIOLogs(logger) // nbio's logger is process-wide
+	})
+	return logger
 }
+
+var (
+	logOnce sync.Once
+	logger  *slog.Logger
+)
 
 // DefaultConfig is the configuration tests start from: loopback, port 0,
 // no SMTP, private webhooks allowed, the admin API on.
