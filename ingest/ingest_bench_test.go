@@ -58,7 +58,7 @@ func BenchmarkDurableIngest(b *testing.B) {
 // nopSink discards the events (no delivery).
 type nopSink struct{}
 
-func (nopSink) Claim([]string)                  {}
+func (nopSink) Claim([]string)                 {}
 func (nopSink) Committed([]store.Event, error) {}
 
 // BenchmarkIngestStoreOnly is BenchmarkDurableIngest without delivery:
