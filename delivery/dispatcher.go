@@ -269,11 +269,13 @@ func (d *Dispatcher) Committed(evts []store.Event, err error) {
 	d.m.stored.Add(len(evts))
 	for i := range evts {
 		ev := &evts[i]
+		// The same arithmetic as ingest's first NextAt: the scheduler's
+		// cursor relies on exact keys.
+		dueMs := ev.OccurredAt().UnixMilli() + d.cfg.Schedule[0].Milliseconds()
 		if d.cfg.Schedule[0] > 0 {
-			d.unclaim(ev.ID, ev.OccurredAt().Add(d.cfg.Schedule[0]).UnixMilli())
+			d.unclaim(ev.ID, dueMs)
 			continue
 		}
-		dueMs := ev.OccurredAt().UnixMilli()
 		if !d.enqueue(&job{accountID: ev.AccountID, evtID: ev.ID, dueMs: dueMs, ev: ev, fresh: true}) {
 			d.unclaim(ev.ID, dueMs)
 		}

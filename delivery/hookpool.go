@@ -27,11 +27,11 @@ type hookPool struct {
 
 	mu struct {
 		sync.Mutex
-		ready    []*hookJob            // runnable (a host slot is reserved)
-		waiting  map[string][]*hookJob // host at its cap
-		running  map[string]int        // running + ready per host
-		queued   int                   // ready + waiting + running
-		closed   bool
+		ready   []*hookJob            // runnable (a host slot is reserved)
+		waiting map[string][]*hookJob // host at its cap
+		running map[string]int        // running + ready per host
+		queued  int                   // ready + waiting + running
+		closed  bool
 	}
 	cond *sync.Cond
 }

@@ -15,6 +15,11 @@ const (
 	schedIdleMax = 5 * time.Second
 	// schedBlockedRetry is the pause after the queues were full.
 	schedBlockedRetry = 20 * time.Millisecond
+	// schedFullRescan: this often a scan starts from the beginning of the
+	// due index instead of the cursor, so a due key that some path failed
+	// to point the cursor at is still found (self-healing; the scan skips
+	// claimed keys cheaply).
+	schedFullRescan = 10 * time.Second
 )
 
 // scheduler hands due events (the due index in Pebble) to the dispatch
@@ -28,9 +33,10 @@ type scheduler struct {
 
 	mu struct {
 		sync.Mutex
-		cursor  []byte // nil = beginning of the due index
-		lowered []byte // lowest key lowered during a scan (nil = none)
+		cursor   []byte // nil = beginning of the due index
+		lowered  []byte // lowest key lowered during a scan (nil = none)
 		scanning bool
+		lastFull time.Time
 	}
 	wake chan struct{}
 }
@@ -88,6 +94,9 @@ func (s *scheduler) scan() time.Duration {
 	d := s.d
 	s.mu.Lock()
 	from := s.mu.cursor
+	if time.Since(s.mu.lastFull) >= schedFullRescan {
+		from, s.mu.lastFull = nil, time.Now()
+	}
 	s.mu.scanning = true
 	s.mu.lowered = nil
 	s.mu.Unlock()

@@ -3,9 +3,7 @@ package engine_test
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/mailwire/mailwire/internal/testserver"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
-}
+func TestMain(m *testing.M) { testserver.RunWithLeakCheck(m) }

@@ -287,7 +287,7 @@ func (s *Service) store(rcpts []Recipient, raw []byte, p *mailparse.Message, ide
 		item := store.Inbound{
 			Message: msg, Raw: raw, Attachments: atts, ThreadRefs: []string{rfcID},
 			Event: ev,
-			State: store.EventState{InboxID: r.Inbox.ID, Type: ev.Type, Status: store.StatusPending, NextAt: now.Add(s.cfg.FirstDelay).UnixMilli()},
+			State: store.EventState{InboxID: r.Inbox.ID, Type: ev.Type, Status: store.StatusPending, NextAt: now.UnixMilli() + s.cfg.FirstDelay.Milliseconds()},
 		}
 		if reply != nil {
 			*reply = mustJSON(res)
@@ -299,17 +299,30 @@ func (s *Service) store(rcpts []Recipient, raw []byte, p *mailparse.Message, ide
 		results = append(results, res)
 		evtIDs = append(evtIDs, ev.ID)
 	}
-	s.sink.Claim(evtIDs)
-	err := s.db.StoreInbound(items)
 	evts := make([]store.Event, len(items))
 	for i := range items {
 		evts[i] = items[i].Event
 	}
-	s.sink.Committed(evts, err)
+	s.sink.Claim(evtIDs)
+	err := s.storeClaimed(items, evts)
 	if err != nil {
 		return nil, err
 	}
 	return results, nil
+}
+
+// storeClaimed writes the items and reports the outcome to the sink in
+// every case, a panic from the store included (the claims must not leak).
+func (s *Service) storeClaimed(items []store.Inbound, evts []store.Event) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.sink.Committed(evts, fmt.Errorf("cannot store message: %v", v))
+			panic(v)
+		}
+	}()
+	err = s.db.StoreInbound(items)
+	s.sink.Committed(evts, err)
+	return err
 }
 
 // threadRefs lists the ids a message refers to, most specific first:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -29,6 +30,12 @@ type Options struct {
 	CacheBytes int64
 	// Logger receives Pebble's log lines; nil means slog.Default().
 	Logger *slog.Logger
+	// OnFatal is called when Pebble reports an unrecoverable error (a WAL
+	// write or sync failed: the disk can no longer be trusted to hold what
+	// we acknowledge). nil means: log it and exit the process with status
+	// 74, so a supervisor restarts it and Pebble recovers from its WAL
+	// (crash-only). Tests that inject I/O errors pass a func that panics.
+	OnFatal func(msg string)
 }
 
 // DB is the mailwire database. Open it with Open, close it with Close.
@@ -63,7 +70,7 @@ func Open(opts Options) (*DB, error) {
 	po := &pebble.Options{
 		FS:     opts.FS,
 		Cache:  cache,
-		Logger: pebbleLogger{log: log.With("component", "pebble")},
+		Logger: pebbleLogger{log: log.With("component", "pebble"), onFatal: opts.OnFatal},
 		// Large inbound messages go through the WAL; a bigger memtable
 		// keeps flushes from stalling ingest.
 		MemTableSize:                64 << 20,
@@ -196,8 +203,12 @@ type Page struct {
 
 // pebbleLogger routes Pebble's log lines to slog. Fatalf is Pebble's way of
 // reporting an unrecoverable commit-path error: mailwire is crash-only, so
-// it logs and panics (the process restarts and resumes from the WAL).
-type pebbleLogger struct{ log *slog.Logger }
+// by default it logs and exits (the process restarts and resumes from the
+// WAL). Serving on would acknowledge writes that may not be durable.
+type pebbleLogger struct {
+	log     *slog.Logger
+	onFatal func(string)
+}
 
 func (l pebbleLogger) Infof(format string, args ...any) {
 	l.log.Debug(fmt.Sprintf(format, args...))
@@ -209,6 +220,11 @@ func (l pebbleLogger) Errorf(format string, args ...any) {
 
 func (l pebbleLogger) Fatalf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
-	l.log.Error("fatal storage error", "error", msg)
-	panic("pebble: " + msg)
+	l.log.Error("fatal storage error: exiting (crash-only)", "error", msg)
+	if l.onFatal != nil {
+		l.onFatal(msg)
+	} else {
+		os.Exit(74) // EX_IOERR
+	}
+	panic("pebble: " + msg) // Fatalf must not return
 }

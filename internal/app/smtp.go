@@ -7,6 +7,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/mailwire/mailwire/ingest"
+	"github.com/mailwire/mailwire/smtpd"
 	"github.com/mailwire/mailwire/store"
 )
 
@@ -15,7 +16,22 @@ type smtpServer interface {
 	Shutdown(context.Context) error
 }
 
-// startSMTP is completed when the smtpd package lands.
+// startSMTP starts the SMTP listener (smtpd) on cfg.SMTPAddr.
 func startSMTP(cfg Config, db *store.DB, ing *ingest.Service, set *metrics.Set, log *slog.Logger) (smtpServer, error) {
-	return nil, nil
+	s, err := smtpd.New(smtpd.Config{
+		Addr:           cfg.SMTPAddr,
+		Domain:         cfg.MailDomain,
+		MaxMessageSize: cfg.MaxMessageSize,
+		TLSCertFile:    cfg.SMTPTLSCert,
+		TLSKeyFile:     cfg.SMTPTLSKey,
+		Metrics:        set,
+		Logger:         log,
+	}, db, ing)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Start(); err != nil {
+		return nil, err
+	}
+	return s, nil
 }

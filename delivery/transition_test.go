@@ -1,0 +1,75 @@
+package delivery
+
+import (
+	"testing"
+	"time"
+
+	"github.com/mailwire/mailwire/store"
+)
+
+func TestPolicyApply(t *testing.T) {
+	p := policy{
+		schedule:   []time.Duration{0, 30 * time.Second, time.Minute},
+		ackTimeout: 10 * time.Second,
+	}
+	const now = int64(1_000_000)
+	pending := store.EventState{Status: store.StatusPending, NextAt: now}
+	f := func(name string, st store.EventState, o outcome, at int64, want store.EventState, wantAttempt bool) {
+		t.Helper()
+		got, a := p.apply(st, &o, at)
+		if got != want {
+			t.Errorf("%s:\n got %+v\nwant %+v", name, got, want)
+		}
+		if (a != nil) != wantAttempt {
+			t.Errorf("%s: attempt record %v, want one: %v", name, a, wantAttempt)
+		}
+	}
+	attempt := func(n int, ok bool, ch string) outcome {
+		return outcome{kind: kindAttempt, n: n, startMs: now, channel: ch, ok: ok}
+	}
+
+	f("first attempt ok on websocket", pending, attempt(1, true, store.ChannelWebSocket), now,
+		store.EventState{Status: store.StatusDelivered, Attempts: 1, LastAt: now, DeliveredVia: store.ChannelWebSocket}, true)
+	f("first attempt failed: next after schedule[1]", pending, attempt(1, false, store.ChannelNone), now+5,
+		store.EventState{Status: store.StatusPending, Attempts: 1, LastAt: now, NextAt: now + 30_000}, true)
+	f("a slow attempt never schedules in the past", pending, attempt(1, false, store.ChannelWebhook), now+40_000,
+		store.EventState{Status: store.StatusPending, Attempts: 1, LastAt: now, NextAt: now + 40_000}, true)
+	two := store.EventState{Status: store.StatusPending, Attempts: 2, LastAt: now - 30_000, NextAt: now}
+	f("last attempt of the schedule failed: failed", two, attempt(3, false, store.ChannelWebhook), now,
+		store.EventState{Status: store.StatusFailed, Attempts: 3, LastAt: now}, true)
+	f("webhook ok", two, attempt(3, true, store.ChannelWebhook), now,
+		store.EventState{Status: store.StatusDelivered, Attempts: 3, LastAt: now, DeliveredVia: store.ChannelWebhook}, true)
+
+	// Ack timeout: the websocket write awaits an ack until the deadline.
+	ws := attempt(1, true, store.ChannelWebSocket)
+	ws.awaitAck = true
+	awaiting := store.EventState{Status: store.StatusPending, Attempts: 1, LastAt: now, NextAt: now + 10_000, DeliveredVia: store.ChannelWebSocket, AwaitingAck: true}
+	f("websocket written, awaiting ack", pending, ws, now, awaiting, false)
+	f("ack delivers", awaiting, outcome{kind: kindAck}, now+100,
+		store.EventState{Status: store.StatusDelivered, Attempts: 1, LastAt: now, DeliveredVia: store.ChannelWebSocket, AckedAt: now + 100}, true)
+	f("ack deadline passed: next attempt per schedule", awaiting, outcome{kind: kindAckTimeout}, now+10_000,
+		store.EventState{Status: store.StatusPending, Attempts: 1, LastAt: now, NextAt: now + 30_000, DeliveredVia: store.ChannelWebSocket}, true)
+	acked := store.EventState{Status: store.StatusDelivered, Attempts: 1, AckedAt: now}
+	f("late deadline after an ack changes nothing", acked, outcome{kind: kindAckTimeout}, now+10_000, acked, false)
+	f("ack without waiting only records the time", store.EventState{Status: store.StatusDelivered, Attempts: 1}, outcome{kind: kindAck}, now,
+		store.EventState{Status: store.StatusDelivered, Attempts: 1, AckedAt: now}, false)
+	f("second ack keeps the first time", acked, outcome{kind: kindAck}, now+5, acked, false)
+
+	// Redeliver starts a new cycle now; its attempts count on.
+	failed := store.EventState{Status: store.StatusFailed, Attempts: 3, LastAt: now - 1}
+	re := store.EventState{Status: store.StatusPending, Attempts: 3, CycleStart: 3, LastAt: now - 1, NextAt: now}
+	f("redeliver", failed, outcome{kind: kindRedeliver}, now, re, false)
+	inCycle := attempt(4, false, store.ChannelNone)
+	inCycle.cycle = 3
+	f("new cycle: its first failure waits schedule[1]", re, inCycle, now,
+		store.EventState{Status: store.StatusPending, Attempts: 4, CycleStart: 3, LastAt: now, NextAt: now + 30_000}, true)
+	// An attempt that ran while a redeliver happened: recorded; the new
+	// cycle starts after it, at the time redeliver set.
+	stale := attempt(4, false, store.ChannelWebhook)
+	stale.cycle = 0
+	f("attempt of the old cycle", re, stale, now+7,
+		store.EventState{Status: store.StatusPending, Attempts: 4, CycleStart: 4, LastAt: now, NextAt: now}, true)
+
+	f("repair drops a stale due entry", store.EventState{Status: store.StatusDelivered, NextAt: now}, outcome{kind: kindRepair}, now,
+		store.EventState{Status: store.StatusDelivered}, false)
+}
