@@ -30,12 +30,9 @@ type wsConn struct {
 	keyID     string
 
 	// poller-only state.
-	rbuf        []byte // bytes of an incomplete frame
-	frag        []byte // payload of an incomplete fragmented message
-	fragOp      byte   // opcode of that message (0 = none)
-	rateStart   int64  // start of the current rate window (unix ns)
-	rateCount   int32
-	readStopped bool // a fatal read error closed the connection
+	dec       frameDecoder
+	rateStart int64 // start of the current rate window (unix ns)
+	rateCount int32
 
 	pending    atomic.Int64 // bytes handed to nbio and not yet written to the socket
 	pingSentAt atomic.Int64 // unix ns of the unanswered ping; 0 = none
@@ -211,72 +208,18 @@ func (c *wsConn) writeLocked(b []byte) (ok, slow bool) {
 }
 
 // Parse implements nbhttp.ParserCloser: nbio's poller hands it the bytes
-// it read. It parses complete frames and keeps an incomplete tail.
+// it read. Complete frames go to onFrame; a protocol violation closes the
+// connection with its code.
 func (c *wsConn) Parse(data []byte) error {
-	if c.readStopped {
-		return nil
-	}
-	buf := data
-	if len(c.rbuf) > 0 {
-		c.rbuf = append(c.rbuf, data...)
-		buf = c.rbuf
-	}
-	for len(buf) > 0 && !c.readStopped {
-		h, err := parseFrameHeader(buf)
-		if err == errNeedMore {
-			break
+	if ferr := c.dec.feed(data, c.onFrame); ferr != nil {
+		if ferr.code == closeTooBig {
+			c.hub.s.m.frameIn("invalid")
+			c.fail(closeTooBig, ferr.msg)
+		} else {
+			c.protocolError(ferr.msg)
 		}
-		if !c.checkHeader(&h) {
-			c.readStopped = true
-			break
-		}
-		total := h.size + int(h.length)
-		if len(buf) < total {
-			break
-		}
-		payload := buf[h.size:total]
-		unmask(payload, h.mask)
-		c.onFrame(&h, payload)
-		buf = buf[total:]
-	}
-	switch {
-	case c.readStopped || len(buf) == 0:
-		c.rbuf = nil
-	case len(c.rbuf) > 0:
-		// buf is a tail of rbuf: move it to the front.
-		n := copy(c.rbuf, buf)
-		c.rbuf = c.rbuf[:n]
-	default:
-		c.rbuf = append(make([]byte, 0, len(buf)), buf...)
 	}
 	return nil
-}
-
-// checkHeader applies RFC 6455 and our limits to a frame header before its
-// payload is buffered. On a violation it closes the connection and
-// returns false.
-func (c *wsConn) checkHeader(h *frameHeader) bool {
-	max := uint64(c.hub.s.cfg.WS.MaxFrame)
-	switch {
-	case !h.masked:
-		c.protocolError("client frames must be masked")
-	case h.rsv != 0:
-		c.protocolError("reserved bits set but no extension was negotiated")
-	case h.op >= opClose && h.op <= opPong && (h.length > maxControlPayload || !h.fin):
-		c.protocolError("control frames must be unfragmented with at most 125 bytes")
-	case h.op > opBinary && h.op < opClose || h.op > opPong:
-		c.protocolError(fmt.Sprintf("unknown opcode %d", h.op))
-	case h.op == opContinuation && c.fragOp == 0:
-		c.protocolError("continuation frame without a message to continue")
-	case (h.op == opText || h.op == opBinary) && c.fragOp != 0:
-		c.protocolError("new message started before the fragmented one ended")
-	case h.op < opClose && h.length > max-uint64(len(c.frag)):
-		c.hub.s.m.frameIn("invalid")
-		c.fail(closeTooBig, fmt.Sprintf("frame too large: messages are limited to %d bytes", max))
-	default:
-		return true
-	}
-	return false
 }
 
 func (c *wsConn) protocolError(msg string) {
@@ -284,40 +227,24 @@ func (c *wsConn) protocolError(msg string) {
 	c.closeWith(closeProtocolError, msg)
 }
 
-// onFrame handles one complete frame (payload unmasked, valid only during
-// the call).
-func (c *wsConn) onFrame(h *frameHeader, payload []byte) {
-	switch h.op {
+// onFrame handles one control frame or one complete data message
+// (payload unmasked, valid only during the call).
+func (c *wsConn) onFrame(op byte, payload []byte) {
+	switch op {
 	case opPing:
 		c.sendFrame(opPong, payload)
-		return
 	case opPong:
 		c.pingSentAt.Store(0)
-		return
 	case opClose:
 		c.onClose(payload)
-		return
-	case opText, opBinary:
-		if !h.fin {
-			c.fragOp = h.op
-			c.frag = append(make([]byte, 0, len(payload)), payload...)
-			return
-		}
-		c.onMessage(h.op, payload)
-	case opContinuation:
-		c.frag = append(c.frag, payload...)
-		if !h.fin {
-			return
-		}
-		op, msg := c.fragOp, c.frag
-		c.fragOp, c.frag = 0, nil
-		c.onMessage(op, msg)
+	default:
+		c.onMessage(op, payload)
 	}
 }
 
 // onClose answers a client's close frame and ends the connection.
 func (c *wsConn) onClose(payload []byte) {
-	c.readStopped = true
+	c.dec.stop()
 	code := 1005
 	if len(payload) == 1 {
 		c.closeWith(closeProtocolError, "close frame with a 1-byte payload")
@@ -362,7 +289,7 @@ func (c *wsConn) onMessage(op byte, msg []byte) {
 		c.hub.s.m.frameIn("invalid")
 		ws := c.hub.s.cfg.WS
 		c.fail(closeRateLimited, fmt.Sprintf("rate limited: more than %d frames in %s", ws.RateFrames, ws.RateWindow))
-		c.readStopped = true
+		c.dec.stop()
 		return
 	}
 	if op == opBinary {
@@ -373,7 +300,7 @@ func (c *wsConn) onMessage(op byte, msg []byte) {
 	if !utf8.Valid(msg) {
 		c.hub.s.m.frameIn("invalid")
 		c.closeWith(closeInvalidPayload, "text frame is not valid UTF-8")
-		c.readStopped = true
+		c.dec.stop()
 		return
 	}
 	cmd := append([]byte(nil), msg...)

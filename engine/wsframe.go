@@ -3,6 +3,7 @@ package engine
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"unicode/utf8"
 )
 
@@ -140,4 +141,107 @@ func validCloseCode(code int) bool {
 		return true
 	}
 	return false
+}
+
+// frameError is a protocol violation found while decoding: the connection
+// is closed with code.
+type frameError struct {
+	code int
+	msg  string
+}
+
+// frameDecoder splits the client byte stream into frames (RFC 6455 §5):
+// it checks every header before buffering its payload (masking, reserved
+// bits, opcodes, control frame rules, fragmentation order, the size cap),
+// unmasks, and reassembles fragmented messages. It does no I/O. It holds
+// no buffer while the stream is between frames. Not safe for concurrent
+// use (nbio's poller goroutine owns it).
+type frameDecoder struct {
+	maxFrame int    // largest data message, in bytes
+	rbuf     []byte // bytes of an incomplete frame
+	frag     []byte // payload of an incomplete fragmented message
+	fragOp   byte   // opcode of that message (0 = none)
+	stopped  bool   // a violation or a close ended the stream
+}
+
+func (d *frameDecoder) stop() { d.stopped, d.rbuf, d.frag = true, nil, nil }
+
+// feed decodes data. For each control frame and each complete data message
+// it calls on(op, payload); payload is valid only during the call. After a
+// violation (returned) or stop, the rest of the stream is ignored.
+func (d *frameDecoder) feed(data []byte, on func(op byte, payload []byte)) *frameError {
+	if d.stopped {
+		return nil
+	}
+	buf := data
+	if len(d.rbuf) > 0 {
+		d.rbuf = append(d.rbuf, data...)
+		buf = d.rbuf
+	}
+	for len(buf) > 0 && !d.stopped {
+		h, err := parseFrameHeader(buf)
+		if err == errNeedMore {
+			break
+		}
+		if ferr := d.check(&h); ferr != nil {
+			d.stop()
+			return ferr
+		}
+		total := h.size + int(h.length)
+		if len(buf) < total {
+			break
+		}
+		payload := buf[h.size:total]
+		unmask(payload, h.mask)
+		buf = buf[total:]
+		switch {
+		case h.op >= opClose:
+			on(h.op, payload)
+		case h.op != opContinuation && h.fin:
+			on(h.op, payload)
+		case h.op != opContinuation:
+			d.fragOp, d.frag = h.op, append(make([]byte, 0, len(payload)), payload...)
+		default:
+			d.frag = append(d.frag, payload...)
+			if h.fin {
+				op, msg := d.fragOp, d.frag
+				d.fragOp, d.frag = 0, nil
+				on(op, msg)
+			}
+		}
+	}
+	switch {
+	case d.stopped || len(buf) == 0:
+		d.rbuf = nil
+	case len(d.rbuf) > 0:
+		// buf is a tail of rbuf: move it to the front.
+		n := copy(d.rbuf, buf)
+		d.rbuf = d.rbuf[:n]
+	default:
+		d.rbuf = append(make([]byte, 0, len(buf)), buf...)
+	}
+	return nil
+}
+
+// check applies RFC 6455 and the size cap to a header, before its payload
+// is buffered.
+func (d *frameDecoder) check(h *frameHeader) *frameError {
+	bad := func(msg string) *frameError { return &frameError{closeProtocolError, msg} }
+	switch {
+	case !h.masked:
+		return bad("client frames must be masked")
+	case h.rsv != 0:
+		return bad("reserved bits set but no extension was negotiated")
+	case h.op > opBinary && h.op < opClose || h.op > opPong:
+		return bad(fmt.Sprintf("unknown opcode %d", h.op))
+	case h.op >= opClose && (h.length > maxControlPayload || !h.fin):
+		return bad("control frames must be unfragmented with at most 125 bytes")
+	case h.op == opContinuation && d.fragOp == 0:
+		return bad("continuation frame without a message to continue")
+	case (h.op == opText || h.op == opBinary) && d.fragOp != 0:
+		return bad("new message started before the fragmented one ended")
+	case h.op < opClose && h.length > uint64(d.maxFrame)-uint64(len(d.frag)):
+		return &frameError{closeTooBig, fmt.Sprintf("frame too large: messages are limited to %d bytes", d.maxFrame)}
+	}
+	return nil
 }

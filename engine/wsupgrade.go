@@ -88,6 +88,7 @@ func (s *Server) upgrade(w http.ResponseWriter, r *req) error {
 		return nil
 	}
 	c := &wsConn{nbc: nbc, hub: s.hub, accountID: apiKey.AccountID, keyID: apiKey.ID}
+	c.dec.maxFrame = s.cfg.WS.MaxFrame
 	c.lastPingAt.Store(time.Now().UnixNano())
 	// Install the session before the 101 goes out: the client may send
 	// its first frame as soon as it reads it.

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mailwire/mailwire/internal/testserver"
+)
+
+// TestKill9UnderLoadLosesNothing runs the real binary, loads it with
+// concurrent inbound messages, kills it with SIGKILL mid-load, restarts it
+// on the same data directory, and checks that every message it had
+// acknowledged (202) is stored and then delivered (RELIABILITY.md
+// invariants 1 and 6).
+func TestKill9UnderLoadLosesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and kills the binary")
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command in PATH")
+	}
+	bin := filepath.Join(t.TempDir(), "mailwire")
+	if out, err := exec.Command(goBin, "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	dataDir := filepath.Join(t.TempDir(), "data")
+	// Nobody listens at first: every attempt fails and is rescheduled, so
+	// all events are pending when the process dies.
+	sched := "0s" + strings.Repeat(",200ms", 40)
+	start := func() (*exec.Cmd, string) {
+		t.Helper()
+		cmd := exec.Command(bin, "serve", "--data-dir", dataDir, "--http-addr", "127.0.0.1:0", "--smtp-addr", "",
+			"--admin-token", "tok", "--webhook-allow-private", "--retry-schedule", sched, "--log-level", "info")
+		cmd.Env = cleanEnv()
+		stderr, _ := cmd.StderrPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		addr := make(chan string, 1)
+		go func() {
+			re := regexp.MustCompile(`msg="serving HTTP and WebSockets".* addr=(\S+)`)
+			sc := bufio.NewScanner(stderr)
+			for sc.Scan() {
+				if m := re.FindStringSubmatch(sc.Text()); m != nil {
+					addr <- m[1]
+				}
+			}
+			_, _ = io.Copy(io.Discard, stderr)
+		}()
+		select {
+		case a := <-addr:
+			return cmd, "http://" + a
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Fatal("the server did not start")
+		}
+		return nil, ""
+	}
+	call := func(base, method, path, key string, body any, out any) int {
+		var rd io.Reader
+		if body != nil {
+			b, _ := json.Marshal(body)
+			rd = bytes.NewReader(b)
+		}
+		req, _ := http.NewRequest(method, base+path, rd)
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0
+		}
+		defer resp.Body.Close()
+		if out != nil {
+			_ = json.NewDecoder(resp.Body).Decode(out)
+		}
+		return resp.StatusCode
+	}
+
+	cmd, base := start()
+	var acc struct{ ID, APIKey string }
+	if code := call(base, "POST", "/admin/v1/accounts", "tok", map[string]string{"name": "k9"}, &acc); code != 201 {
+		t.Fatalf("create account: %d", code)
+	}
+	var inbox struct{ ID string }
+	if code := call(base, "POST", "/v1/inboxes", acc.APIKey, map[string]string{"mailboxName": "agent"}, &inbox); code != 201 {
+		t.Fatalf("create inbox: %d", code)
+	}
+
+	// Load: writers post until the process dies; only 202s count.
+	var (
+		mu    sync.Mutex
+		acked []string
+		stop  atomic.Bool
+		wg    sync.WaitGroup
+	)
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			client := &http.Client{Timeout: 5 * time.Second}
+			for i := 0; !stop.Load(); i++ {
+				b, _ := json.Marshal(map[string]string{"from": "load@example.com", "subject": fmt.Sprintf("w%d-%d", w, i), "text": "x"})
+				req, _ := http.NewRequest("POST", base+"/v1/inboxes/"+inbox.ID+"/inbound", bytes.NewReader(b))
+				req.Header.Set("Authorization", "Bearer "+acc.APIKey)
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := client.Do(req)
+				if err != nil {
+					continue // the server is gone: unacknowledged
+				}
+				var out struct{ EventID string }
+				_ = json.NewDecoder(resp.Body).Decode(&out)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusAccepted && out.EventID != "" {
+					mu.Lock()
+					acked = append(acked, out.EventID)
+					mu.Unlock()
+				}
+			}
+		}(w)
+	}
+	testserver.WaitFor(t, 30*time.Second, "some load", func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) >= 300 })
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	stop.Store(true)
+	wg.Wait()
+	mu.Lock()
+	ids := append([]string(nil), acked...)
+	mu.Unlock()
+	t.Logf("%d messages acknowledged before SIGKILL", len(ids))
+
+	// Restart on the same directory, then give the events somewhere to go.
+	cmd, base = start()
+	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
+	got := map[string]bool{}
+	var gotMu sync.Mutex
+	rc := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotMu.Lock()
+		got[r.Header.Get("X-Event-Id")] = true
+		gotMu.Unlock()
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = rc.Serve(ln) }()
+	defer rc.Close()
+	if code := call(base, "PUT", "/v1/webhook", acc.APIKey, map[string]string{"url": "http://" + ln.Addr().String() + "/hook"}, nil); code != 200 {
+		t.Fatalf("set webhook: %d", code)
+	}
+	for _, id := range ids {
+		var ev struct{ Status string }
+		if code := call(base, "GET", "/v1/events/"+id, acc.APIKey, nil, &ev); code != 200 {
+			t.Fatalf("acknowledged event %s lost after SIGKILL (status %d)", id, code)
+		}
+	}
+	testserver.WaitFor(t, 60*time.Second, "every acknowledged event delivered", func() bool {
+		gotMu.Lock()
+		defer gotMu.Unlock()
+		for _, id := range ids {
+			if !got[id] {
+				return false
+			}
+		}
+		return true
+	})
+}
