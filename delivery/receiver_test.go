@@ -119,10 +119,10 @@ func payload(t *testing.T, h hit) map[string]any {
 
 // eventView is GET /v1/events/{id}.
 type eventView struct {
-	Event    map[string]any
-	Status   string
+	Event     map[string]any
+	Status    string
 	Delivered *string `json:"deliveredVia"`
-	Attempts []struct {
+	Attempts  []struct {
 		N          int
 		At         time.Time
 		Channel    string

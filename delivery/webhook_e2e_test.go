@@ -65,7 +65,7 @@ func TestWebhookRetriesOnScheduleThenSucceeds(t *testing.T) {
 	}
 	// Spacing follows the schedule (each delay from the previous attempt).
 	for i, want := range []time.Duration{150 * ms, 300 * ms} {
-		if gap := rc.get(i+1).at.Sub(rc.get(i).at); gap < want-5*ms || gap > want+2*time.Second {
+		if gap := rc.get(i + 1).at.Sub(rc.get(i).at); gap < want-5*ms || gap > want+2*time.Second {
 			t.Fatalf("gap before attempt %d: %s, want ~%s", i+2, gap, want)
 		}
 	}

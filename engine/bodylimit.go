@@ -165,5 +165,5 @@ func nbioConn(c net.Conn) *nbio.Conn {
 type discarder struct{ c *nbio.Conn }
 
 func (d discarder) UnderlayerConn() net.Conn { return d.c }
-func (d discarder) Parse([]byte) error        { return nil }
-func (d discarder) CloseAndClean(error)       {}
+func (d discarder) Parse([]byte) error       { return nil }
+func (d discarder) CloseAndClean(error)      {}

@@ -151,16 +151,16 @@ func New(cfg Config, deps Deps) *Server {
 	s.router = s.routes()
 	maxBody := s.maxInboundBody()
 	s.nb = nbhttp.NewEngine(nbhttp.Config{
-		Name:               "mailwire",
-		Network:            "tcp",
-		Addrs:              []string{cfg.Addr},
-		NPoller:            cfg.Pollers,
-		ReadLimit:          maxBody + httpHeaderSlack,
-		MaxHTTPBodySize:    maxBody,
-		KeepaliveTime:      cfg.IdleTimeout,
-		WriteTimeout:       cfg.IdleTimeout,
-		Handler:            http.HandlerFunc(s.serveHTTP),
-		MaxLoad:            nbio.MaxOpenFiles,
+		Name:            "mailwire",
+		Network:         "tcp",
+		Addrs:           []string{cfg.Addr},
+		NPoller:         cfg.Pollers,
+		ReadLimit:       maxBody + httpHeaderSlack,
+		MaxHTTPBodySize: maxBody,
+		KeepaliveTime:   cfg.IdleTimeout,
+		WriteTimeout:    cfg.IdleTimeout,
+		Handler:         http.HandlerFunc(s.serveHTTP),
+		MaxLoad:         nbio.MaxOpenFiles,
 		// nbio's read buffer is shared per poller; 64 KiB reads whole
 		// frames and request heads in one syscall.
 		ReadBufferSize: 64 << 10,

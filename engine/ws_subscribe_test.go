@@ -260,4 +260,6 @@ func TestWSAckIsRecorded(t *testing.T) {
 	cb.expectError("unknown event_id")
 }
 
-func containsStr(s, sub string) bool { return len(sub) > 0 && len(s) >= len(sub) && stringsContains(s, sub) }
+func containsStr(s, sub string) bool {
+	return len(sub) > 0 && len(s) >= len(sub) && stringsContains(s, sub)
+}

@@ -10,11 +10,11 @@ import (
 // Inbox is a mailbox of an account. Its address is MailboxName@<mail
 // domain>; the domain is the server's, so it is not stored.
 type Inbox struct {
-	ID          string    `json:"id"`
-	AccountID   string    `json:"accountId"`
-	MailboxName string    `json:"mailboxName"`
-	DisplayName string    `json:"displayName,omitempty"`
-	WebhookURL  string    `json:"webhookUrl,omitempty"`
+	ID          string `json:"id"`
+	AccountID   string `json:"accountId"`
+	MailboxName string `json:"mailboxName"`
+	DisplayName string `json:"displayName,omitempty"`
+	WebhookURL  string `json:"webhookUrl,omitempty"`
 	// WebhookSecret signs this inbox's webhooks ("whsec_..."); kept in
 	// plain text because signing needs it.
 	WebhookSecret string    `json:"webhookSecret,omitempty"`

@@ -25,7 +25,7 @@ import (
 type Config struct {
 	HTTPAddr            string
 	HTTPIdleTimeout     time.Duration // 0: the engine's default (60s)
-	SMTPAddr            string // "" disables SMTP
+	SMTPAddr            string        // "" disables SMTP
 	SMTPTLSCert         string
 	SMTPTLSKey          string
 	DataDir             string
