@@ -140,6 +140,12 @@ type Dispatcher struct {
 	shards  []chan *job
 	seed    maphash.Seed
 
+	targets struct {
+		mu  sync.Mutex
+		gen uint64
+		m   map[string]hookTarget
+	}
+
 	stop     chan struct{}
 	closing  atomic.Bool
 	workers  sync.WaitGroup // dispatch workers, scheduler, webhook workers
@@ -162,6 +168,7 @@ func New(db *store.DB, cfg Config) *Dispatcher {
 		seed:    maphash.MakeSeed(),
 		hooks:   webhook.NewClient(cfg.Webhook),
 	}
+	d.targets.m = make(map[string]hookTarget)
 	d.sched = newScheduler(d, d.log)
 	d.w = &writer{d: d, in: make(chan *outcome, 4*writerBatchMax), log: d.log}
 	d.pool = newHookPool(cfg.WebhookQueue, cfg.WebhookPerHost)
@@ -419,8 +426,43 @@ func (d *Dispatcher) attempt(j *job) {
 }
 
 // webhookTarget returns the URL and secret that apply to an inbox: its
-// own, else the account's; "" when neither is set.
+// own, else the account's; "" when neither is set. Answers are cached
+// until the store's settings generation moves (any inbox or webhook
+// change), so a steady stream of attempts does not re-read settings.
 func (d *Dispatcher) webhookTarget(accountID, inboxID string) (url, secret string, err error) {
+	gen := d.db.SettingsGen()
+	d.targets.mu.Lock()
+	if d.targets.gen != gen {
+		clear(d.targets.m)
+		d.targets.gen = gen
+	}
+	t, ok := d.targets.m[inboxID]
+	d.targets.mu.Unlock()
+	if ok {
+		return t.url, t.secret, nil
+	}
+	url, secret, err = d.readWebhookTarget(accountID, inboxID)
+	if err != nil {
+		return "", "", err
+	}
+	d.targets.mu.Lock()
+	if d.targets.gen == gen {
+		if len(d.targets.m) >= targetCacheMax {
+			clear(d.targets.m)
+		}
+		d.targets.m[inboxID] = hookTarget{url, secret}
+	}
+	d.targets.mu.Unlock()
+	return url, secret, nil
+}
+
+// targetCacheMax bounds the webhook settings cache (entries, one per inbox
+// recently attempted); beyond it the cache starts over.
+const targetCacheMax = 100_000
+
+type hookTarget struct{ url, secret string }
+
+func (d *Dispatcher) readWebhookTarget(accountID, inboxID string) (url, secret string, err error) {
 	in, err := d.db.GetInbox(accountID, inboxID)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return "", "", err

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -50,7 +51,16 @@ type DB struct {
 	// inboxLocks order ingest (read side) against inbox deletion (write
 	// side); a stripe is chosen by hashing the inbox id.
 	inboxLocks [256]sync.RWMutex
+
+	// settingsGen counts committed changes to inboxes and webhooks, so
+	// readers may cache settings and refetch when it moved.
+	settingsGen atomic.Uint64
 }
+
+// SettingsGen is a counter that increases after every committed change to
+// an inbox or a webhook setting. A cache entry fetched when it read g is
+// still valid while SettingsGen() == g.
+func (d *DB) SettingsGen() uint64 { return d.settingsGen.Load() }
 
 // Open opens (creating if needed) the database in opts.Dir.
 func Open(opts Options) (*DB, error) {

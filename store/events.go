@@ -128,28 +128,29 @@ func decodeEvent(id string, b []byte) (Event, error) {
 	return Event{ID: id, AccountID: parts[0], InboxID: parts[1], Type: parts[2], MessageID: parts[3]}, nil
 }
 
-// EventState is the mutable delivery state of an event.
+// EventState is the mutable delivery state of an event (stored in a
+// compact binary form, see state.go).
 type EventState struct {
-	InboxID string `json:"i"`
-	Type    string `json:"t"`
-	Status  string `json:"s"`
+	InboxID string
+	Type    string
+	Status  string
 	// Attempts made so far, over every cycle.
-	Attempts int `json:"n"`
+	Attempts int
 	// CycleStart is Attempts when the current delivery cycle began
 	// (redeliver starts a new cycle: the schedule restarts).
-	CycleStart int `json:"c,omitempty"`
+	CycleStart int
 	// NextAt is the Unix millisecond time of the next attempt (or of the
 	// ack deadline when AwaitingAck); 0 when nothing is scheduled. The due
 	// index holds exactly one key for it.
-	NextAt int64 `json:"na,omitempty"`
+	NextAt int64
 	// LastAt is the Unix millisecond time of the last attempt.
-	LastAt       int64  `json:"la,omitempty"`
-	DeliveredVia string `json:"v,omitempty"`
+	LastAt       int64
+	DeliveredVia string
 	// AwaitingAck: the last attempt wrote to WebSockets and waits for an
 	// ack until NextAt (ws ack timeout).
-	AwaitingAck bool `json:"aw,omitempty"`
+	AwaitingAck bool
 	// AckedAt is the Unix millisecond time of the first ack, 0 if none.
-	AckedAt int64 `json:"ak,omitempty"`
+	AckedAt int64
 }
 
 // Attempt is one delivery attempt as recorded.
@@ -165,7 +166,7 @@ type Attempt struct {
 
 func putNewEvent(b *pebble.Batch, e *Event, st EventState) {
 	_ = b.Set(key2(pEvent, e.ID), encodeEvent(e), nil)
-	setJSON(b, key(pEventState+e.AccountID, e.ID), st)
+	_ = b.Set(key(pEventState+e.AccountID, e.ID), encodeState(st), nil)
 	if st.NextAt != 0 {
 		_ = b.Set(dueKey(st.NextAt, e.ID), []byte(e.AccountID), nil)
 	}
@@ -192,9 +193,11 @@ func (d *DB) GetEvent(id string) (Event, error) {
 
 // GetEventState returns the delivery state of an account's event.
 func (d *DB) GetEventState(accountID, id string) (EventState, error) {
-	var st EventState
-	err := d.getJSON(key(pEventState+accountID, id), &st)
-	return st, err
+	v, err := d.getRaw(key(pEventState+accountID, id))
+	if err != nil {
+		return EventState{}, err
+	}
+	return decodeState(v)
 }
 
 // EventFilter selects events in ListEvents.
@@ -217,8 +220,8 @@ func (d *DB) ListEvents(accountID string, f EventFilter, p Page) ([]EventSummary
 	pfx := prefixKey(pEventState + accountID)
 	var decErr error
 	err := d.scan(pfx, true, func(k, v []byte) bool {
-		var st EventState
-		if err := jsonUnmarshal(v, &st); err != nil {
+		st, err := decodeState(v)
+		if err != nil {
 			decErr = err
 			return false
 		}
@@ -278,8 +281,8 @@ func (d *DB) EventsAfter(accountID, afterID string, limit, scanLimit int, match 
 	var decErr error
 	err := d.scanRange(lower, prefixEnd(pfx), false, func(k, v []byte) bool {
 		scanned++
-		var st EventState
-		if err := jsonUnmarshal(v, &st); err != nil {
+		st, err := decodeState(v)
+		if err != nil {
 			decErr = err
 			return false
 		}
@@ -373,7 +376,7 @@ func (sb *StateBatch) PutState(accountID, evtID string, old, nw EventState) {
 	if nw.NextAt != 0 && nw.NextAt != old.NextAt {
 		_ = sb.b.Set(dueKey(nw.NextAt, evtID), []byte(accountID), nil)
 	}
-	setJSON(sb.b, key(pEventState+accountID, evtID), nw)
+	_ = sb.b.Set(key(pEventState+accountID, evtID), encodeState(nw), nil)
 	sb.n++
 }
 
@@ -430,8 +433,8 @@ func (d *DB) SweepEvents(deliveredBefore, failedBefore time.Time, max int) (int,
 		if !ok {
 			return true
 		}
-		var st EventState
-		if err := jsonUnmarshal(v, &st); err != nil {
+		st, err := decodeState(v)
+		if err != nil {
 			decErr = err
 			return false
 		}

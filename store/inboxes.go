@@ -57,6 +57,7 @@ func (d *DB) CreateInbox(in Inbox) (Inbox, error) {
 	if err := commit(b); err != nil {
 		return Inbox{}, fmt.Errorf("cannot create inbox: %w", err)
 	}
+	d.settingsGen.Add(1)
 	return in, nil
 }
 
@@ -139,6 +140,7 @@ func (d *DB) UpdateInbox(accountID, id string, fn func(*Inbox) error) (Inbox, er
 	if err := commit(b); err != nil {
 		return Inbox{}, fmt.Errorf("cannot update inbox: %w", err)
 	}
+	d.settingsGen.Add(1)
 	return in, nil
 }
 
@@ -182,8 +184,8 @@ func (d *DB) DeleteInbox(accountID, id string) ([]string, error) {
 	spfx := prefixKey(pEventState + accountID)
 	var decErr error
 	err = d.scan(spfx, false, func(k, v []byte) bool {
-		var st EventState
-		if err := jsonUnmarshal(v, &st); err != nil {
+		st, err := decodeState(v)
+		if err != nil {
 			decErr = err
 			return false
 		}
@@ -211,6 +213,7 @@ func (d *DB) DeleteInbox(accountID, id string) ([]string, error) {
 	if err := commit(b); err != nil {
 		return nil, fmt.Errorf("cannot delete inbox: %w", err)
 	}
+	d.settingsGen.Add(1)
 	return evts, nil
 }
 
@@ -248,5 +251,6 @@ func (d *DB) UpdateWebhook(accountID string, fn func(w *Webhook, exists bool) (r
 	if err := commit(b); err != nil {
 		return Webhook{}, fmt.Errorf("cannot update webhook: %w", err)
 	}
+	d.settingsGen.Add(1)
 	return w, nil
 }

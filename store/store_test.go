@@ -349,3 +349,21 @@ func TestAcknowledgedInboundSurvivesCrash(t *testing.T) {
 		_ = db2.Close()
 	}
 }
+
+func TestStateEncodingRoundTrip(t *testing.T) {
+	f := func(st EventState) {
+		t.Helper()
+		got, err := decodeState(encodeState(st))
+		if err != nil || got != st {
+			t.Fatalf("round trip of %+v: %+v %v", st, got, err)
+		}
+	}
+	f(EventState{})
+	f(EventState{InboxID: "inb_01M8C9RB9X5V865CKTKNCS7WF4", Type: EventMessageReceived, Status: StatusPending, NextAt: 1764172800123})
+	f(EventState{InboxID: "i", Type: "t", Status: StatusDelivered, Attempts: 7, CycleStart: 5, LastAt: 1, DeliveredVia: ChannelWebhook, AwaitingAck: true, AckedAt: -3})
+	for _, bad := range [][]byte{nil, {9}, {stateFormat}, {stateFormat, 5, 'a'}, append(encodeState(EventState{}), 0)} {
+		if _, err := decodeState(bad); err == nil {
+			t.Fatalf("decoded %v", bad)
+		}
+	}
+}

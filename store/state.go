@@ -1,0 +1,63 @@
+package store
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// The stored form of EventState: a version byte, then the fields in order
+// as uvarints (integers) or length-prefixed strings. It is read and written
+// on every attempt, listing and replay, so it is binary rather than JSON.
+const stateFormat = 1
+
+func encodeState(st EventState) []byte {
+	b := make([]byte, 0, 16+len(st.InboxID)+len(st.Type)+len(st.Status)+len(st.DeliveredVia)+5*8)
+	b = append(b, stateFormat)
+	for _, s := range []string{st.InboxID, st.Type, st.Status, st.DeliveredVia} {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	for _, n := range []int64{int64(st.Attempts), int64(st.CycleStart), st.NextAt, st.LastAt, st.AckedAt} {
+		b = binary.AppendVarint(b, n)
+	}
+	if st.AwaitingAck {
+		b = append(b, 1)
+	} else {
+		b = append(b, 0)
+	}
+	return b
+}
+
+func decodeState(b []byte) (EventState, error) {
+	var st EventState
+	if len(b) == 0 || b[0] != stateFormat {
+		return st, fmt.Errorf("cannot decode event state: unknown format")
+	}
+	b = b[1:]
+	var strs [4]string
+	for i := range strs {
+		l, n := binary.Uvarint(b)
+		if n <= 0 || uint64(len(b)-n) < l {
+			return st, fmt.Errorf("cannot decode event state: truncated")
+		}
+		strs[i] = string(b[n : n+int(l)])
+		b = b[n+int(l):]
+	}
+	var nums [5]int64
+	for i := range nums {
+		v, n := binary.Varint(b)
+		if n <= 0 {
+			return st, fmt.Errorf("cannot decode event state: truncated")
+		}
+		nums[i] = v
+		b = b[n:]
+	}
+	if len(b) != 1 {
+		return st, fmt.Errorf("cannot decode event state: trailing bytes")
+	}
+	st.InboxID, st.Type, st.Status, st.DeliveredVia = strs[0], strs[1], strs[2], strs[3]
+	st.Attempts, st.CycleStart = int(nums[0]), int(nums[1])
+	st.NextAt, st.LastAt, st.AckedAt = nums[2], nums[3], nums[4]
+	st.AwaitingAck = b[0] == 1
+	return st, nil
+}
