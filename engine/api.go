@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"net/http"
 	"regexp"
 	"strings"
@@ -16,7 +17,7 @@ func (s *Server) routes() *router {
 	rt.add("GET /healthz", authNone, s.healthz)
 	rt.add("GET /readyz", authNone, s.readyz)
 	rt.add("GET /metrics", authNone, s.metricsHandler)
-	rt.add("GET /v1/ws", authNone, s.upgrade) // authenticates itself (PROTOCOL.md §1)
+	rt.add("GET /v1/ws", authNone, s.upgrade).getOnly() // authenticates itself (PROTOCOL.md §1)
 
 	rt.add("POST /v1/inboxes", authAccount, s.createInbox)
 	rt.add("GET /v1/inboxes", authAccount, s.listInboxes)
@@ -84,7 +85,7 @@ func quoteShort(s string) string {
 
 // mapStoreErr turns store errors into API errors.
 func mapStoreErr(err error, what string) error {
-	if err == store.ErrNotFound {
+	if errors.Is(err, store.ErrNotFound) {
 		return errf(http.StatusNotFound, codeNotFound, what+" not found")
 	}
 	return err

@@ -243,6 +243,24 @@ func deliveredVia(st store.EventState) string {
 	return ""
 }
 
+// attemptView is an attempt as the API shows it: its time in the API's
+// format (store.Attempt's time.Time would marshal as RFC 3339 with a
+// variable number of fraction digits).
+type attemptView struct {
+	N          int    `json:"n"`
+	At         string `json:"at"`
+	Channel    string `json:"channel"`
+	OK         bool   `json:"ok"`
+	HTTPStatus int    `json:"httpStatus,omitempty"`
+	Error      string `json:"error,omitempty"`
+	DurationMs int64  `json:"durationMs"`
+}
+
+func viewAttempt(a store.Attempt) attemptView {
+	return attemptView{N: a.N, At: apiTime(a.At), Channel: a.Channel, OK: a.OK,
+		HTTPStatus: a.HTTPStatus, Error: a.Error, DurationMs: a.DurationMs}
+}
+
 type rawJSON []byte
 
 func (r rawJSON) MarshalJSON() ([]byte, error) { return r, nil }
@@ -263,12 +281,13 @@ func (s *Server) getEvent(w http.ResponseWriter, r *req) error {
 	if err != nil {
 		return mapStoreErr(err, "event "+id)
 	}
-	atts, err := s.deps.DB.ListAttempts(id)
+	stored, err := s.deps.DB.ListAttempts(id)
 	if err != nil {
 		return err
 	}
-	if atts == nil {
-		atts = []store.Attempt{}
+	atts := make([]attemptView, 0, len(stored))
+	for _, a := range stored {
+		atts = append(atts, viewAttempt(a))
 	}
 	attempt, at := max(1, st.Attempts), ev.OccurredAt()
 	if st.LastAt != 0 {

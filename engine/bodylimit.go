@@ -27,12 +27,22 @@ type limitProcessor struct {
 	parser *nbhttp.Parser
 
 	method, uri string
+	rawMessage  bool // the (first) Content-Type is message/rfc822, as the handler reads it
+	typeSeen    bool
 	body        int
 	refused     bool
-	// phase and headLen track the request in progress: a head larger than
-	// maxHeaderBytes is refused.
-	phase   uint8
+	// phase, headLen, headOver and headSize track the request in
+	// progress: a head larger than maxHeaderBytes is refused.
+	phase uint8
+	// headLen counts the raw bytes read since the head began; the read
+	// that completes a head may also carry body bytes.
 	headLen int
+	// headOver: headLen passed the limit in the last read. That read may
+	// still complete a head within the limit (its size is then checked
+	// exactly); a head not complete by the next read is too large.
+	headOver bool
+	// headSize is the parsed head's size (request line and header lines).
+	headSize int
 }
 
 // Request phases seen by limitProcessor.
@@ -43,8 +53,24 @@ const (
 )
 
 func (p *limitProcessor) OnMethod(parser *nbhttp.Parser, method string) {
-	p.method, p.uri, p.body, p.refused = method, "", 0, false
+	p.method, p.uri, p.body, p.refused, p.rawMessage, p.typeSeen = method, "", 0, false, false, false
+	p.headSize = len(method) + 1
 	p.Processor.OnMethod(parser, method)
+}
+
+func (p *limitProcessor) OnProto(parser *nbhttp.Parser, proto string) error {
+	p.headSize += len(proto) + 2
+	return p.Processor.OnProto(parser, proto)
+}
+
+func (p *limitProcessor) OnHeader(parser *nbhttp.Parser, key, value string) {
+	p.headSize += len(key) + len(value) + 4 // ": " and CRLF
+	if !p.typeSeen && strings.EqualFold(key, "Content-Type") {
+		p.typeSeen = true
+		mt, _, _ := strings.Cut(value, ";")
+		p.rawMessage = strings.EqualFold(strings.TrimSpace(mt), "message/rfc822")
+	}
+	p.Processor.OnHeader(parser, key, value)
 }
 
 // headerBytes accounts n bytes read while a request head may be in
@@ -59,28 +85,46 @@ func (p *limitProcessor) headerBytes(n int) bool {
 	case phaseBody:
 		return true // bounded by the body limits
 	case phaseIdle:
-		p.phase, p.headLen = phaseHead, 0
+		p.phase, p.headLen, p.headOver = phaseHead, 0, false
 	}
-	p.headLen += n
-	if p.headLen > maxHeaderBytes {
-		p.refused = true
-		p.s.m.tooLarge.Inc()
-		body := fmt.Sprintf(`{"error":%q,"message":"request head is larger than %d bytes"}`, codeTooLarge, maxHeaderBytes)
-		resp := fmt.Sprintf("HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
-		_, _ = p.parser.Conn.Write([]byte(resp))
-		lingerClose(p.parser.Conn)
+	if p.headOver {
+		// The last read took the head past the limit and did not end it.
+		p.refuseHead()
 		return false
 	}
+	p.headLen += n
+	// Over the limit, this read may still end a head within it and carry
+	// the start of the body (a head split across TCP segments): the
+	// parser decides, and OnContentLength checks the head's real size.
+	// At most one more read is buffered for a head that is too large.
+	p.headOver = p.headLen > maxHeaderBytes
 	return true
+}
+
+// refuseHead answers 431 and closes the connection.
+func (p *limitProcessor) refuseHead() {
+	if p.refused {
+		return
+	}
+	p.refused = true
+	p.s.m.tooLarge.Inc()
+	body := fmt.Sprintf(`{"error":%q,"message":"request head is larger than %d bytes"}`, codeTooLarge, maxHeaderBytes)
+	resp := fmt.Sprintf("HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
+	_, _ = p.parser.Conn.Write([]byte(resp))
+	lingerClose(p.parser.Conn)
 }
 
 func (p *limitProcessor) OnComplete(parser *nbhttp.Parser) {
 	p.phase = phaseIdle
+	if p.refused {
+		return // answered already (a refused head without a body): no handler
+	}
 	p.Processor.OnComplete(parser)
 }
 
 func (p *limitProcessor) OnURL(parser *nbhttp.Parser, uri string) error {
 	p.uri = uri
+	p.headSize += len(uri) + 1
 	return p.Processor.OnURL(parser, uri)
 }
 
@@ -91,13 +135,21 @@ func (p *limitProcessor) limit() int {
 		path = path[:i]
 	}
 	if p.method == "POST" && strings.HasPrefix(path, "/v1/inboxes/") && strings.HasSuffix(path, "/inbound") {
-		return p.s.maxInboundBody()
+		if p.rawMessage {
+			// The body is the message itself: --max-message-size exactly.
+			return p.s.cfg.MaxMessageSize
+		}
+		return p.s.maxInboundBody() // JSON carries attachments in base64
 	}
 	return maxJSONBody
 }
 
 func (p *limitProcessor) OnContentLength(parser *nbhttp.Parser, n int) {
 	p.phase = phaseBody
+	if p.headSize+2 > maxHeaderBytes { // + the empty line
+		p.refuseHead()
+		return
+	}
 	if n > p.limit() {
 		p.refuse(parser)
 		return

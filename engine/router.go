@@ -2,6 +2,7 @@ package engine
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -34,7 +35,12 @@ type route struct {
 	name   string   // "METHOD /pattern", the metrics label
 	auth   authKind
 	h      handler
+	noHead bool // a GET route that HEAD does not reach (the WebSocket upgrade)
 }
+
+// getOnly keeps HEAD away from a GET route (RFC 6455: the opening
+// handshake is a GET).
+func (r *route) getOnly() { r.noHead = true }
 
 // router matches "METHOD /a/{b}/c" patterns; it is small on purpose (the
 // route list is the API spec, read top to bottom).
@@ -42,11 +48,11 @@ type router struct {
 	routes []*route
 }
 
-func (rt *router) add(pattern string, auth authKind, h handler) {
+func (rt *router) add(pattern string, auth authKind, h handler) *route {
 	method, path, _ := strings.Cut(pattern, " ")
-	rt.routes = append(rt.routes, &route{
-		method: method, segs: splitPath(path), name: pattern, auth: auth, h: h,
-	})
+	r := &route{method: method, segs: splitPath(path), name: pattern, auth: auth, h: h}
+	rt.routes = append(rt.routes, r)
+	return r
 }
 
 func splitPath(p string) []string {
@@ -57,11 +63,10 @@ func splitPath(p string) []string {
 	return strings.Split(p, "/")
 }
 
-// match returns the route for method and path, its parameters, and
-// whether the path exists under another method (405).
-func (rt *router) match(method, path string) (*route, map[string]string, bool) {
+// match returns the route for method and path and its parameters; when
+// there is none, allow lists the methods the path has (405 when not empty).
+func (rt *router) match(method, path string) (_ *route, _ map[string]string, allow []string) {
 	segs := splitPath(path)
-	pathExists := false
 	for _, r := range rt.routes {
 		if len(r.segs) != len(segs) {
 			continue
@@ -86,34 +91,44 @@ func (rt *router) match(method, path string) (*route, map[string]string, bool) {
 		if !ok {
 			continue
 		}
-		if r.method != method && !(method == http.MethodHead && r.method == http.MethodGet) {
-			pathExists = true
+		headOK := r.method == http.MethodGet && !r.noHead
+		if r.method != method && !(method == http.MethodHead && headOK) {
+			allow = append(allow, r.method)
+			if headOK {
+				allow = append(allow, http.MethodHead)
+			}
 			continue
 		}
-		return r, params, false
+		return r, params, nil
 	}
-	return nil, nil, pathExists
+	return nil, nil, allow
 }
 
 // serveHTTP is the nbhttp handler: route, authenticate, run, account.
 func (s *Server) serveHTTP(w http.ResponseWriter, hr *http.Request) {
 	start := time.Now()
 	path := hr.URL.EscapedPath()
-	rt, params, other := s.router.match(hr.Method, hr.URL.Path)
+	rt, params, allow := s.router.match(hr.Method, hr.URL.Path)
 	name := "unmatched"
 	var err error
-	sw := &statusWriter{ResponseWriter: w}
+	sw := &statusWriter{ResponseWriter: w, head: hr.Method == http.MethodHead}
 	switch {
 	case rt != nil:
 		name = rt.name
 		err = s.run(sw, hr, rt, params)
-	case other:
-		err = errf(http.StatusMethodNotAllowed, codeMethodNotAllowed, hr.Method+" is not allowed on "+path)
+	case len(allow) > 0:
+		// RFC 9110 §15.5.6: a 405 lists the methods the resource has.
+		allowed := strings.Join(allow, ", ")
+		w.Header().Set("Allow", allowed)
+		err = errf(http.StatusMethodNotAllowed, codeMethodNotAllowed, hr.Method+" is not allowed on "+path+" (allowed: "+allowed+")")
 	default:
 		err = errf(http.StatusNotFound, codeNotFound, "no route "+hr.Method+" "+path)
 	}
 	if err != nil {
 		s.writeErr(sw, hr, err)
+	}
+	if sw.head {
+		sw.finishHead()
 	}
 	s.m.request(name, sw.status(), start)
 }
@@ -138,10 +153,26 @@ func (s *Server) run(w http.ResponseWriter, hr *http.Request, rt *route, params 
 	return rt.h(w, r)
 }
 
-// statusWriter remembers the status for metrics.
+// statusWriter remembers the status for metrics. For HEAD it drops the
+// body (headers, Content-Length included, stay as for GET): nbhttp would
+// send it, and a client reading a HEAD answer takes those bytes for the
+// start of the next response on the connection.
 type statusWriter struct {
 	http.ResponseWriter
-	code int
+	code    int
+	head    bool
+	dropped int // body bytes not sent (HEAD)
+}
+
+// finishHead gives a HEAD answer the Content-Length the GET answer would
+// have had, when the handler set none: without one nbhttp would answer
+// chunked and send the final empty chunk, which a HEAD client does not
+// read. nbhttp encodes the head only when the handler has returned.
+func (w *statusWriter) finishHead() {
+	h := w.Header()
+	if h.Get("Content-Length") == "" && h.Get("Transfer-Encoding") == "" {
+		h.Set("Content-Length", strconv.Itoa(w.dropped))
+	}
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -153,7 +184,11 @@ func (w *statusWriter) WriteHeader(code int) {
 
 func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.code == 0 {
-		w.code = http.StatusOK
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.head {
+		w.dropped += len(b)
+		return len(b), nil
 	}
 	return w.ResponseWriter.Write(b)
 }

@@ -185,10 +185,18 @@ func (s *Server) Pusher() delivery.Pusher { return s.hub }
 
 // Start listens and serves until Shutdown.
 func (s *Server) Start() error {
-	if err := s.nb.Start(); err != nil {
+	// Bind first: nbhttp's Start hangs in its own cleanup when its listen
+	// fails (nbio v1.6.8), so it must only ever get a listener that exists.
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
 		return fmt.Errorf("cannot listen on %s: %w", s.cfg.Addr, err)
 	}
-	addr := s.nb.Addrs[0]
+	s.nb.Listen = func(string, string) (net.Listener, error) { return ln, nil }
+	if err := s.nb.Start(); err != nil {
+		_ = ln.Close()
+		return fmt.Errorf("cannot start the HTTP engine on %s: %w", s.cfg.Addr, err)
+	}
+	addr := ln.Addr().String()
 	s.addr.Store(&addr)
 	s.started.Store(true)
 	s.hub.start()

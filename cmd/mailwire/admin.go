@@ -49,7 +49,7 @@ func admin(args []string, out io.Writer) error {
 	case len(a) == 3 && a[0] == "accounts" && a[1] == "create":
 		method, path, body = http.MethodPost, "/admin/v1/accounts", map[string]string{"name": a[2]}
 	case len(a) == 2 && a[0] == "accounts" && a[1] == "list":
-		method, path = http.MethodGet, "/admin/v1/accounts?limit=100"
+		return adminListAll(strings.TrimRight(*server, "/"), *token, "/admin/v1/accounts", out)
 	case len(a) == 3 && a[0] == "keys" && a[1] == "create":
 		method, path = http.MethodPost, "/admin/v1/accounts/"+url.PathEscape(a[2])+"/api-keys"
 	case len(a) == 3 && a[0] == "keys" && a[1] == "revoke":
@@ -61,38 +61,46 @@ func admin(args []string, out io.Writer) error {
 	return adminCall(strings.TrimRight(*server, "/"), *token, method, path, body, out)
 }
 
-func adminCall(server, token, method, path string, body any, out io.Writer) error {
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
+// adminListAll fetches every page of a list (the API gives at most 100
+// items per request) and prints them as one list.
+func adminListAll(server, token, path string, out io.Writer) error {
+	var all struct {
+		Data  []json.RawMessage `json:"data"`
+		Total int               `json:"total"`
 	}
-	req, err := http.NewRequest(method, server+path, rd)
-	if err != nil {
-		return fmt.Errorf("cannot build request: %w", err)
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	client := &http.Client{Timeout: 30 * time.Second}
-	resp, err := client.Do(req)
-	if err != nil {
-		return fmt.Errorf("cannot reach %s: %w", server, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return fmt.Errorf("cannot read the answer: %w", err)
-	}
-	if resp.StatusCode >= 300 {
-		var e struct{ Error, Message string }
-		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			return fmt.Errorf("%s %s: %d %s: %s", method, path, resp.StatusCode, e.Error, e.Message)
+	all.Data = []json.RawMessage{}
+	for {
+		data, status, err := adminDo(server, token, http.MethodGet, fmt.Sprintf("%s?limit=100&offset=%d", path, len(all.Data)), nil)
+		if err != nil {
+			return err
 		}
-		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
+		var page struct {
+			Data  []json.RawMessage `json:"data"`
+			Total int               `json:"total"`
+		}
+		if status != http.StatusOK || json.Unmarshal(data, &page) != nil {
+			return fmt.Errorf("GET %s: unexpected answer %d", path, status)
+		}
+		all.Data = append(all.Data, page.Data...)
+		all.Total = page.Total
+		if len(page.Data) == 0 || len(all.Data) >= page.Total {
+			break
+		}
 	}
-	if resp.StatusCode == http.StatusNoContent {
+	b, err := json.MarshalIndent(all, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = out.Write(append(b, '\n'))
+	return err
+}
+
+func adminCall(server, token, method, path string, body any, out io.Writer) error {
+	data, status, err := adminDo(server, token, method, path, body)
+	if err != nil {
+		return err
+	}
+	if status == http.StatusNoContent {
 		fmt.Fprintln(out, "ok")
 		return nil
 	}
@@ -104,4 +112,40 @@ func adminCall(server, token, method, path string, body any, out io.Writer) erro
 	pretty.WriteByte('\n')
 	_, err = out.Write(pretty.Bytes())
 	return err
+}
+
+// adminDo sends one request and returns the answer's body and status; an
+// answer of 300 or more is an error carrying the server's code and message.
+func adminDo(server, token, method, path string, body any) ([]byte, int, error) {
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, server+path, rd)
+	if err != nil {
+		return nil, 0, fmt.Errorf("cannot build request: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	client := &http.Client{Timeout: 30 * time.Second}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, 0, fmt.Errorf("cannot reach %s: %w", server, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, 0, fmt.Errorf("cannot read the answer: %w", err)
+	}
+	if resp.StatusCode >= 300 {
+		var e struct{ Error, Message string }
+		if json.Unmarshal(data, &e) == nil && e.Error != "" {
+			return nil, 0, fmt.Errorf("%s %s: %d %s: %s", method, path, resp.StatusCode, e.Error, e.Message)
+		}
+		return nil, 0, fmt.Errorf("%s %s: %s", method, path, resp.Status)
+	}
+	return data, resp.StatusCode, nil
 }

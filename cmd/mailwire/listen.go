@@ -186,9 +186,9 @@ func listenOnce(ctx context.Context, c *listenConfig, target string, last *strin
 			return connected, err
 		}
 		var head struct {
-			Type    string `json:"type"`
-			Event   string `json:"event"`
-			EventID string `json:"event_id"`
+			Type    string          `json:"type"`
+			Event   string          `json:"event"`
+			EventID string          `json:"event_id"`
 			Message json.RawMessage `json:"message"` // error text, or an event's message object
 		}
 		if err := json.Unmarshal(msg, &head); err != nil {
