@@ -22,6 +22,7 @@ func bearer(r *http.Request) string {
 // authenticate resolves an API key to its key record.
 func (s *Server) authenticate(key string) (store.APIKey, error) {
 	if key == "" {
+		s.m.authFailures.Inc()
 		return store.APIKey{}, errUnauthorized
 	}
 	k, err := s.deps.DB.Authenticate(key)
