@@ -46,6 +46,8 @@ func (s *Server) routes() *router {
 	rt.add("GET /admin/v1/accounts", authAdmin, s.adminListAccounts)
 	rt.add("POST /admin/v1/accounts/{id}/api-keys", authAdmin, s.adminCreateKey)
 	rt.add("DELETE /admin/v1/api-keys/{keyId}", authAdmin, s.adminRevokeKey)
+
+	rt.add("GET /debug/pprof/{name}", authAdmin, s.debugPprof)
 	return rt
 }
 

@@ -214,6 +214,14 @@ func (h *hub) heartbeat() {
 		}
 		now := time.Now().UnixNano()
 		h.each(func(c *wsConn) {
+			if !c.keepaliveCleared && now-c.openedAt >= int64(keepaliveClearAge) {
+				// nbhttp arms its keep-alive read deadline on the accept
+				// goroutine right after handing the socket to the poller,
+				// so it can land after the upgrade cleared it; liveness is
+				// the heartbeat's job: clear it again once it is surely set.
+				c.keepaliveCleared = true
+				_ = c.nbc.SetReadDeadline(time.Time{})
+			}
 			if sent := c.pingSentAt.Load(); sent != 0 {
 				if now-sent > int64(ws.PongTimeout) {
 					c.dead()

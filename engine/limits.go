@@ -34,8 +34,17 @@ const (
 	// liveBufferMax bounds the live frames held for one connection while
 	// it replays (beyond: the connection is a slow consumer, close 1008).
 	liveBufferMax = 10000
+	// keepaliveClearAge: at this age a WebSocket's inherited HTTP
+	// keep-alive deadline is cleared a second time (see hub.heartbeat).
+	keepaliveClearAge = 2 * time.Second
 	// heartbeatTickMax is the longest pause of the heartbeat sweep.
 	heartbeatTickMax = time.Second
+	// handlerWorkers bounds the goroutines running HTTP handlers and
+	// WebSocket commands (they may block on an fsync); beyond it the poller
+	// waits for a free worker (back pressure).
+	handlerWorkers = 2048
+	// handlerIdle retires a handler worker idle this long.
+	handlerIdle = 30 * time.Second
 	// maxListLimit is the largest ?limit of a list.
 	maxListLimit = 100
 	// defaultListLimit is ?limit when absent.

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -21,6 +22,7 @@ type emetrics struct {
 	framesIn     map[string]*metrics.Counter
 	framesOut    map[string]*metrics.Counter
 	closesByCode map[int]*metrics.Counter
+	drops        map[string]*metrics.Counter
 }
 
 var (
@@ -43,6 +45,11 @@ func newEngineMetrics(s *metrics.Set) *emetrics {
 		framesIn:     map[string]*metrics.Counter{},
 		framesOut:    map[string]*metrics.Counter{},
 		closesByCode: map[int]*metrics.Counter{},
+		drops:        map[string]*metrics.Counter{},
+	}
+	// Connections that ended without a close handshake, by cause.
+	for _, r := range []string{"pong_timeout", "read_timeout", "peer"} {
+		m.drops[r] = s.NewCounter(`mailwire_ws_dropped_total{reason="` + r + `"}`)
 	}
 	for _, t := range clientFrameTypes {
 		m.framesIn[t] = s.NewCounter(`mailwire_ws_frames_in_total{type="` + t + `"}`)
@@ -74,6 +81,16 @@ func (m *emetrics) closed(code int) {
 		c = m.set.GetOrCreateCounter(`mailwire_ws_closes_total{code="other"}`)
 	}
 	c.Inc()
+}
+
+// dropped counts a socket that nbio closed under us (the peer went away,
+// or a read deadline fired).
+func (m *emetrics) dropped(err error) {
+	if err != nil && strings.Contains(err.Error(), "timeout") {
+		m.drops["read_timeout"].Inc()
+		return
+	}
+	m.drops["peer"].Inc()
 }
 
 // request records one HTTP request by route and status.

@@ -127,6 +127,7 @@ type Server struct {
 	m    *emetrics
 
 	nb     *nbhttp.Engine
+	pool   *workPool
 	router *router
 	hub    *hub
 
@@ -150,7 +151,9 @@ func New(cfg Config, deps Deps) *Server {
 	s.hub = newHub(s)
 	s.router = s.routes()
 	maxBody := s.maxInboundBody()
+	s.pool = newWorkPool(handlerWorkers, handlerIdle, s.log)
 	s.nb = nbhttp.NewEngine(nbhttp.Config{
+		ServerExecutor:  s.pool.Go,
 		Name:            "mailwire",
 		Network:         "tcp",
 		Addrs:           []string{cfg.Addr},
@@ -237,6 +240,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if errors.Is(err, context.DeadlineExceeded) {
 			err = fmt.Errorf("cannot close every connection in time: %w", err)
 		}
+		s.pool.Stop()
 	})
 	return err
 }

@@ -34,6 +34,11 @@ type wsConn struct {
 	rateStart int64 // start of the current rate window (unix ns)
 	rateCount int32
 
+	// openedAt is the upgrade time (unix ns); keepaliveCleared is owned by
+	// the heartbeat goroutine (see hub.heartbeat).
+	openedAt         int64
+	keepaliveCleared bool
+
 	pending    atomic.Int64 // bytes handed to nbio and not yet written to the socket
 	pingSentAt atomic.Int64 // unix ns of the unanswered ping; 0 = none
 	lastPingAt atomic.Int64 // unix ns of the last ping (or of the open)
@@ -73,6 +78,7 @@ func (c *wsConn) CloseAndClean(err error) {
 	c.mu.Unlock()
 	if !wasClosing {
 		c.hub.s.m.closed(1006) // no close frame from us: abnormal
+		c.hub.s.m.dropped(err)
 	}
 	c.hub.detach(c)
 	c.hub.opened(-1)
@@ -331,6 +337,7 @@ func (c *wsConn) dead() {
 	c.mu.liveBuf = nil
 	c.mu.Unlock()
 	c.hub.s.m.closed(1006)
+	c.hub.s.m.drops["pong_timeout"].Inc()
 	c.hub.detach(c)
 	_ = c.nbc.Close()
 }

@@ -89,7 +89,8 @@ func (s *Server) upgrade(w http.ResponseWriter, r *req) error {
 	}
 	c := &wsConn{nbc: nbc, hub: s.hub, accountID: apiKey.AccountID, keyID: apiKey.ID}
 	c.dec.maxFrame = s.cfg.WS.MaxFrame
-	c.lastPingAt.Store(time.Now().UnixNano())
+	c.openedAt = time.Now().UnixNano()
+	c.lastPingAt.Store(c.openedAt)
 	// Install the session before the 101 goes out: the client may send
 	// its first frame as soon as it reads it.
 	nbc.SetSession(c)

@@ -123,6 +123,7 @@ func (d *DB) RevokeAPIKey(keyID string) (APIKey, error) {
 	if err := commit(b); err != nil {
 		return APIKey{}, fmt.Errorf("cannot revoke api key: %w", err)
 	}
+	d.keysGen.Add(1) // the key stops authenticating at once, cached or not
 	return k, nil
 }
 
@@ -133,19 +134,24 @@ func (d *DB) KeyExists(keyID string) (bool, error) {
 
 // Authenticate returns the key record of a plaintext API key, or
 // ErrNotFound. The lookup is by hash; the stored hash is then compared in
-// constant time.
+// constant time. Valid keys are cached until a key is revoked.
 func (d *DB) Authenticate(plain string) (APIKey, error) {
 	if !ids.ValidAPIKey(plain) {
 		return APIKey{}, ErrNotFound
 	}
 	h := hashKey(plain)
-	keyID, err := d.getRaw(append([]byte(pKeyHash), h...))
-	if err != nil {
-		return APIKey{}, err
-	}
-	var k APIKey
-	if err := d.getJSON(key2(pKey, string(keyID)), &k); err != nil {
-		return APIKey{}, err
+	gen := d.keysGen.Load()
+	ck := string(h)
+	k, ok := d.keys.get(gen, ck)
+	if !ok {
+		keyID, err := d.getRaw(append([]byte(pKeyHash), h...))
+		if err != nil {
+			return APIKey{}, err
+		}
+		if err := d.getJSON(key2(pKey, string(keyID)), &k); err != nil {
+			return APIKey{}, err
+		}
+		d.keys.put(gen, ck, k)
 	}
 	if subtle.ConstantTimeCompare(k.Hash, h) != 1 {
 		return APIKey{}, ErrNotFound

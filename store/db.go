@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -51,10 +52,22 @@ type DB struct {
 	// inboxLocks order ingest (read side) against inbox deletion (write
 	// side); a stripe is chosen by hashing the inbox id.
 	inboxLocks [256]sync.RWMutex
+	// deleted holds the inboxes this process deleted (written under the
+	// inbox's stripe lock, exclusive): ingest, which looked the inbox up
+	// before taking the lock shared, checks it instead of re-reading the
+	// inbox from Pebble for every message. A deleted id never comes back.
+	deleted sync.Map
 
 	// settingsGen counts committed changes to inboxes and webhooks, so
 	// readers may cache settings and refetch when it moved.
 	settingsGen atomic.Uint64
+	// keysGen counts key revocations (the key cache's generation).
+	keysGen atomic.Uint64
+
+	keys    *genCache[APIKey] // by hex SHA-256 of the key
+	inboxes *genCache[Inbox]  // by inbox id
+
+	group *groupCommitter // ingest's synced commits
 }
 
 // SettingsGen is a counter that increases after every committed change to
@@ -77,7 +90,14 @@ func Open(opts Options) (*DB, error) {
 	}
 	cache := pebble.NewCache(cacheBytes)
 	defer cache.Unref()
+	// Bloom filters let point reads of absent keys (idempotency keys,
+	// threads, due entries) skip the tables.
+	var levels [7]pebble.LevelOptions
+	for i := range levels {
+		levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
 	po := &pebble.Options{
+		Levels: levels,
 		FS:     opts.FS,
 		Cache:  cache,
 		Logger: pebbleLogger{log: log.With("component", "pebble"), onFatal: opts.OnFatal},
@@ -91,12 +111,14 @@ func Open(opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot open store in %s: %w", opts.Dir, err)
 	}
-	return &DB{pdb: pdb, log: log}, nil
+	return &DB{pdb: pdb, log: log, keys: newGenCache[APIKey](keyCacheMax), inboxes: newGenCache[Inbox](inboxCacheMax),
+		group: newGroupCommitter(pdb)}, nil
 }
 
 // Close flushes nothing extra (every acknowledged write is already synced)
 // and closes the database.
 func (d *DB) Close() error {
+	d.group.close()
 	if err := d.pdb.Close(); err != nil {
 		return fmt.Errorf("cannot close store: %w", err)
 	}

@@ -74,10 +74,18 @@ func (d *DB) GetInbox(accountID, id string) (Inbox, error) {
 	return in, nil
 }
 
+// getInbox reads an inbox, cached until any inbox or webhook changes.
 func (d *DB) getInbox(id string) (Inbox, error) {
+	gen := d.settingsGen.Load()
+	if in, ok := d.inboxes.get(gen, id); ok {
+		return in, nil
+	}
 	var in Inbox
-	err := d.getJSON(key2(pInbox, id), &in)
-	return in, err
+	if err := d.getJSON(key2(pInbox, id), &in); err != nil {
+		return Inbox{}, err
+	}
+	d.inboxes.put(gen, id, in)
+	return in, nil
 }
 
 // InboxByMailbox finds an inbox by its mailbox name (lower-case local part
@@ -213,6 +221,7 @@ func (d *DB) DeleteInbox(accountID, id string) ([]string, error) {
 	if err := commit(b); err != nil {
 		return nil, fmt.Errorf("cannot delete inbox: %w", err)
 	}
+	d.deleted.Store(id, struct{}{})
 	d.settingsGen.Add(1)
 	return evts, nil
 }

@@ -58,8 +58,9 @@ func IdempotencyHash(key string) string {
 }
 
 // StoreInbound writes every item in one synced batch: it returns only once
-// all of it is durable. Items whose inbox was deleted meanwhile make the
-// whole call fail with ErrNotFound and nothing is written.
+// all of it is durable. The caller has read each item's inbox; items whose
+// inbox was deleted since make the whole call fail with ErrNotFound and
+// nothing is written.
 func (d *DB) StoreInbound(items []Inbound) error {
 	// Take the inbox stripes in a fixed order (no deadlock with another
 	// multi-inbox call), shared: deletion takes them exclusively.
@@ -82,16 +83,11 @@ func (d *DB) StoreInbound(items []Inbound) error {
 	for i := range items {
 		it := &items[i]
 		m := &it.Message
-		ok, err := d.has(key2(pInbox, m.InboxID))
-		if err != nil {
-			b.Close()
-			return err
-		}
-		if !ok {
+		if _, gone := d.deleted.Load(m.InboxID); gone {
 			b.Close()
 			return fmt.Errorf("cannot store message: inbox %s: %w", m.InboxID, ErrNotFound)
 		}
-		setJSON(b, key2(pMessage, m.ID), m)
+		_ = b.Set(key2(pMessage, m.ID), appendMessageJSON(make([]byte, 0, 512+len(m.BodyText)+len(m.BodyHTML)), m), nil)
 		_ = b.Set(key2(pRaw, m.ID), it.Raw, nil)
 		for j, a := range m.Attachments {
 			_ = b.Set(key(pAttachment+m.ID, a.Filename), it.Attachments[j], nil)
@@ -107,7 +103,7 @@ func (d *DB) StoreInbound(items []Inbound) error {
 			_ = b.Set(key(pIdempotency+m.InboxID, it.IdempotencyKey), it.Reply, nil)
 		}
 	}
-	return commit(b)
+	return d.group.commit(b)
 }
 
 func (d *DB) stripe(inboxID string) int {

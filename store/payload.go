@@ -1,74 +1,71 @@
 package store
 
 import (
-	"bytes"
-	"encoding/json"
-	"fmt"
 	"net/url"
+	"strconv"
 )
 
 // EventMessageReceived is the event type of an inbound message.
 const EventMessageReceived = "message.received"
 
-// payloadMessage is the "message" object of the event payload
-// (PROTOCOL.md §5), fields in the documented order.
-type payloadMessage struct {
-	ID           string              `json:"id"`
-	RFCMessageID string              `json:"rfc_message_id"`
-	From         string              `json:"from"`
-	To           string              `json:"to"`
-	Cc           []string            `json:"cc"`
-	Subject      string              `json:"subject"`
-	BodyText     string              `json:"body_text"`
-	Attachments  []payloadAttachment `json:"attachments"`
-	ReceivedAt   string              `json:"received_at"`
-}
-
-type payloadAttachment struct {
-	Filename    string `json:"filename"`
-	ContentType string `json:"contentType"`
-	SizeBytes   int    `json:"sizeBytes"`
-	URL         string `json:"url"`
-}
-
 // RenderMessageEvent encodes the message.received payload of message m
 // around the per-attempt fields (see Event). The payload is not stored:
-// it is rendered from the message record, which holds the same data.
+// it is rendered from the message record, which holds the same data. The
+// field order is PROTOCOL.md §5's.
 func RenderMessageEvent(evtID string, m *Message) (head, tail []byte) {
-	head = fmt.Appendf(make([]byte, 0, 128), `{"event":%s,"event_id":%s,"occurred_at":"%s"`,
-		jsonText(EventMessageReceived), jsonText(evtID), AppendTime(nil, m.ReceivedAt))
-	pm := payloadMessage{
-		ID: m.ID, RFCMessageID: m.RFCMessageID, From: m.From, To: m.To, Cc: m.Cc,
-		Subject: m.Subject, BodyText: m.BodyText, ReceivedAt: string(AppendTime(nil, m.ReceivedAt)),
-		Attachments: make([]payloadAttachment, 0, len(m.Attachments)),
+	received := AppendTime(make([]byte, 0, len(TimeLayout)), m.ReceivedAt)
+	head = make([]byte, 0, 96+len(evtID))
+	head = append(head, `{"event":"`+EventMessageReceived+`","event_id":`...)
+	head = appendJSONString(head, evtID)
+	head = append(head, `,"occurred_at":"`...)
+	head = append(head, received...)
+	head = append(head, '"')
+
+	tail = make([]byte, 0, 384+len(m.BodyText)+len(m.Subject)+len(m.From))
+	tail = append(tail, `,"inbox_id":`...)
+	tail = appendJSONString(tail, m.InboxID)
+	tail = append(tail, `,"thread_id":`...)
+	tail = appendJSONString(tail, m.ThreadID)
+	tail = append(tail, `,"message":{"id":`...)
+	tail = appendJSONString(tail, m.ID)
+	tail = append(tail, `,"rfc_message_id":`...)
+	tail = appendJSONString(tail, m.RFCMessageID)
+	tail = append(tail, `,"from":`...)
+	tail = appendJSONString(tail, m.From)
+	tail = append(tail, `,"to":`...)
+	tail = appendJSONString(tail, m.To)
+	tail = append(tail, `,"cc":`...)
+	if m.Cc == nil {
+		tail = append(tail, "[]"...)
+	} else {
+		tail = appendJSONStrings(tail, m.Cc)
 	}
-	if pm.Cc == nil {
-		pm.Cc = []string{}
+	tail = append(tail, `,"subject":`...)
+	tail = appendJSONString(tail, m.Subject)
+	tail = append(tail, `,"body_text":`...)
+	tail = appendJSONString(tail, m.BodyText)
+	tail = append(tail, `,"attachments":[`...)
+	for i, a := range m.Attachments {
+		if i > 0 {
+			tail = append(tail, ',')
+		}
+		tail = append(tail, `{"filename":`...)
+		tail = appendJSONString(tail, a.Filename)
+		tail = append(tail, `,"contentType":`...)
+		tail = appendJSONString(tail, a.ContentType)
+		tail = append(tail, `,"sizeBytes":`...)
+		tail = strconv.AppendInt(tail, int64(a.SizeBytes), 10)
+		tail = append(tail, `,"url":`...)
+		tail = appendJSONString(tail, AttachmentURL(m.ID, a.Filename))
+		tail = append(tail, '}')
 	}
-	for _, a := range m.Attachments {
-		pm.Attachments = append(pm.Attachments, payloadAttachment{
-			Filename: a.Filename, ContentType: a.ContentType, SizeBytes: a.SizeBytes,
-			URL: AttachmentURL(m.ID, a.Filename),
-		})
-	}
-	tail = fmt.Appendf(make([]byte, 0, 256+len(m.BodyText)), `,"inbox_id":%s,"thread_id":%s,"message":%s}`,
-		jsonText(m.InboxID), jsonText(m.ThreadID), jsonText(pm))
+	tail = append(tail, `],"received_at":"`...)
+	tail = append(tail, received...)
+	tail = append(tail, `"}}`...)
 	return head, tail
 }
 
 // AttachmentURL is the API path of an attachment.
 func AttachmentURL(msgID, filename string) string {
 	return "/v1/attachments/" + msgID + "/" + url.PathEscape(filename)
-}
-
-// jsonText encodes v without HTML escaping (payloads carry mail text such
-// as "Name <addr>", which should read as written).
-func jsonText(v any) []byte {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		panic(fmt.Sprintf("BUG: cannot encode %T: %v", v, err))
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 }
