@@ -196,24 +196,35 @@ func (h *hub) stop() {
 	h.stopped.Wait()
 }
 
-// heartbeat pings every connection each PingInterval and closes those
+// heartbeat pings every connection each PingInterval and drops those
 // whose pong is later than PongTimeout (PROTOCOL.md §8). One goroutine
-// serves every connection: no per-connection timer.
+// serves every connection (no per-connection timer). Each tick sweeps one
+// of the 64 shards in turn, so a full sweep takes a quarter of the shorter
+// of the two periods and the pings of connections opened together are
+// spread over it instead of going out in one burst.
 func (h *hub) heartbeat() {
 	ws := h.s.cfg.WS
-	tick := min(ws.PingInterval, ws.PongTimeout) / 4
-	tick = max(5*time.Millisecond, min(tick, heartbeatTickMax))
+	sweep := min(ws.PingInterval, ws.PongTimeout) / 4
+	tick := max(time.Millisecond, min(sweep/hubShards, heartbeatTickMax))
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	ping := appendFrame(nil, opPing, nil)
-	for {
+	var batch []*wsConn
+	for shard := 0; ; shard = (shard + 1) % hubShards {
 		select {
 		case <-h.stopCh:
 			return
 		case <-t.C:
 		}
+		sh := &h.shards[shard]
+		sh.mu.Lock()
+		batch = batch[:0]
+		for c := range sh.conns {
+			batch = append(batch, c)
+		}
+		sh.mu.Unlock()
 		now := time.Now().UnixNano()
-		h.each(func(c *wsConn) {
+		for _, c := range batch {
 			if !c.keepaliveCleared && now-c.openedAt >= int64(keepaliveClearAge) {
 				// nbhttp arms its keep-alive read deadline on the accept
 				// goroutine right after handing the socket to the poller,
@@ -226,13 +237,14 @@ func (h *hub) heartbeat() {
 				if now-sent > int64(ws.PongTimeout) {
 					c.dead()
 				}
-				return
+				continue
 			}
 			if now-c.lastPingAt.Load() >= int64(ws.PingInterval) {
 				c.lastPingAt.Store(now)
 				c.pingSentAt.Store(now)
 				c.send(ping)
 			}
-		})
+		}
+		clear(batch)
 	}
 }

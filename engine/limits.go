@@ -37,8 +37,9 @@ const (
 	// keepaliveClearAge: at this age a WebSocket's inherited HTTP
 	// keep-alive deadline is cleared a second time (see hub.heartbeat).
 	keepaliveClearAge = 2 * time.Second
-	// heartbeatTickMax is the longest pause of the heartbeat sweep.
-	heartbeatTickMax = time.Second
+	// heartbeatTickMax is the longest pause between two heartbeat ticks
+	// (each sweeps one hub shard).
+	heartbeatTickMax = 50 * time.Millisecond
 	// handlerWorkers bounds the goroutines running HTTP handlers and
 	// WebSocket commands (they may block on an fsync); beyond it the poller
 	// waits for a free worker (back pressure).
