@@ -36,6 +36,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseFrames -fuzztime 30s ./engine/
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./mailparse/
 	$(GO) test -run '^$$' -fuzz FuzzValidateURL -fuzztime 30s ./delivery/webhook/
+	$(GO) test -run '^$$' -fuzz FuzzJSONEncoders -fuzztime 30s ./store/
 
 clean:
 	rm -rf $(BIN)
