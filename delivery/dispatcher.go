@@ -376,6 +376,13 @@ func (d *Dispatcher) attempt(j *job) {
 		d.w.in <- &outcome{kind: kindRepair, accountID: j.accountID, evtID: j.evtID, dueMs: j.dueMs, claimed: true}
 		return
 	}
+	if !j.fresh && st.NextAt != j.dueMs {
+		// The scheduler's scan reads a snapshot: this due entry was
+		// replaced (the writer moved the event on) after the scan began.
+		// The event is due at st.NextAt, not now.
+		d.unclaim(j.evtID, st.NextAt)
+		return
+	}
 	if st.AwaitingAck {
 		d.w.in <- &outcome{kind: kindAckTimeout, accountID: j.accountID, evtID: j.evtID, claimed: true}
 		return
@@ -384,7 +391,14 @@ func (d *Dispatcher) attempt(j *job) {
 	if ev == nil {
 		e, err := d.db.GetEvent(j.evtID)
 		if err != nil {
-			d.w.in <- &outcome{kind: kindRepair, accountID: j.accountID, evtID: j.evtID, dueMs: j.dueMs, claimed: true}
+			if !errors.Is(err, store.ErrNotFound) {
+				d.log.Error("cannot read event", "event", j.evtID, "error", err)
+				d.unclaim(j.evtID, 0)
+				return
+			}
+			// A state without its event (or message): delete it, or the
+			// scheduler would pick it again and again.
+			d.w.in <- &outcome{kind: kindRepair, accountID: j.accountID, evtID: j.evtID, dueMs: j.dueMs, claimed: true, eventGone: true}
 			return
 		}
 		ev = &e

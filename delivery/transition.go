@@ -26,6 +26,9 @@ type outcome struct {
 	claimed bool
 	// dueMs is the due entry that brought the event (kindRepair).
 	dueMs int64
+	// eventGone (kindRepair): the event record is missing, so its state
+	// and due entry are deleted.
+	eventGone bool
 	// done, when set, receives nil once the outcome is durable.
 	done chan error
 }
@@ -57,7 +60,10 @@ func (p policy) apply(st store.EventState, o *outcome, nowMs int64) (store.Event
 		if st.AckedAt == 0 {
 			st.AckedAt = nowMs
 		}
+		st.LastAckAt = nowMs
 		if !st.AwaitingAck {
+			// Either no ack is required, or the ack came before the
+			// outcome of the attempt it acks (LastAckAt settles that).
 			return st, nil
 		}
 		// The ack resolves the attempt that was waiting for it.
@@ -101,6 +107,13 @@ func (p policy) applyAttempt(st store.EventState, o *outcome, nowMs int64) (stor
 	st.LastAt = o.startMs
 	stale := o.cycle != st.CycleStart // redelivered while this attempt ran
 	switch {
+	case o.ok && o.awaitAck && st.LastAckAt >= o.startMs:
+		// A client acked this attempt's frame before its outcome reached
+		// the writer: delivered.
+		st.Status = store.StatusDelivered
+		st.DeliveredVia = store.ChannelWebSocket
+		st.AwaitingAck = false
+		st.NextAt = 0
 	case o.ok && o.awaitAck:
 		a = nil // recorded when the ack comes or the deadline passes
 		st.Status = store.StatusPending

@@ -46,14 +46,16 @@ func TestPolicyApply(t *testing.T) {
 	awaiting := store.EventState{Status: store.StatusPending, Attempts: 1, LastAt: now, NextAt: now + 10_000, DeliveredVia: store.ChannelWebSocket, AwaitingAck: true}
 	f("websocket written, awaiting ack", pending, ws, now, awaiting, false)
 	f("ack delivers", awaiting, outcome{kind: kindAck}, now+100,
-		store.EventState{Status: store.StatusDelivered, Attempts: 1, LastAt: now, DeliveredVia: store.ChannelWebSocket, AckedAt: now + 100}, true)
+		store.EventState{Status: store.StatusDelivered, Attempts: 1, LastAt: now, DeliveredVia: store.ChannelWebSocket, AckedAt: now + 100, LastAckAt: now + 100}, true)
 	f("ack deadline passed: next attempt per schedule", awaiting, outcome{kind: kindAckTimeout}, now+10_000,
 		store.EventState{Status: store.StatusPending, Attempts: 1, LastAt: now, NextAt: now + 30_000, DeliveredVia: store.ChannelWebSocket}, true)
 	acked := store.EventState{Status: store.StatusDelivered, Attempts: 1, AckedAt: now}
 	f("late deadline after an ack changes nothing", acked, outcome{kind: kindAckTimeout}, now+10_000, acked, false)
 	f("ack without waiting only records the time", store.EventState{Status: store.StatusDelivered, Attempts: 1}, outcome{kind: kindAck}, now,
-		store.EventState{Status: store.StatusDelivered, Attempts: 1, AckedAt: now}, false)
-	f("second ack keeps the first time", acked, outcome{kind: kindAck}, now+5, acked, false)
+		store.EventState{Status: store.StatusDelivered, Attempts: 1, AckedAt: now, LastAckAt: now}, false)
+	ackedTwice := acked
+	ackedTwice.LastAckAt = now + 5
+	f("second ack keeps the first time", acked, outcome{kind: kindAck}, now+5, ackedTwice, false)
 
 	// Redeliver starts a new cycle now; its attempts count on.
 	failed := store.EventState{Status: store.StatusFailed, Attempts: 3, LastAt: now - 1}
@@ -70,6 +72,10 @@ func TestPolicyApply(t *testing.T) {
 	f("attempt of the old cycle", re, stale, now+7,
 		store.EventState{Status: store.StatusPending, Attempts: 4, CycleStart: 4, LastAt: now, NextAt: now}, true)
 
+	// An ack that reaches the writer before its attempt's outcome counts.
+	ackedEarly := store.EventState{Status: store.StatusPending, NextAt: now, AckedAt: now + 1, LastAckAt: now + 1}
+	f("ack before the attempt's outcome", ackedEarly, ws, now+2,
+		store.EventState{Status: store.StatusDelivered, Attempts: 1, LastAt: now, DeliveredVia: store.ChannelWebSocket, AckedAt: now + 1, LastAckAt: now + 1}, true)
 	f("repair drops a stale due entry", store.EventState{Status: store.StatusDelivered, NextAt: now}, outcome{kind: kindRepair}, now,
 		store.EventState{Status: store.StatusDelivered}, false)
 }

@@ -360,3 +360,36 @@ func (c *wsc) event() map[string]any {
 	}
 	return m
 }
+
+// Regression: a replayed event whose in-flight attempt went to the webhook
+// left a dedup entry on the connection that swallowed its next push (a
+// redeliver), recorded as a WebSocket success.
+func TestRegressionReplayEntryDoesNotSwallowRedeliver(t *testing.T) {
+	s := testserver.Start(t)
+	acc := s.NewAccount("a")
+	rc := newReceiver(t, func(n int, w http.ResponseWriter) {
+		if n == 2 {
+			time.Sleep(time.Second) // a slow endpoint keeps attempt 1 in flight
+		}
+		w.WriteHeader(200)
+	})
+	in, _ := inboxWithHook(t, s, acc.Key, "agent", rc.URL)
+	e0 := s.Inbound(acc.Key, in, "first")
+	waitStatus(t, s, acc.Key, e0, "delivered", 1)
+	e1 := s.Inbound(acc.Key, in, "second")
+	rc.waitHits(2)
+
+	c := dialWS(t, s, acc.Key)
+	c.send(map[string]any{"type": "subscribe", "last_event_id": e0})
+	if m := c.read(); m["type"] != "subscribed" {
+		t.Fatal(m)
+	}
+	if got := c.event(); got["event_id"] != e1 {
+		t.Fatalf("replay %v", got)
+	}
+	waitStatus(t, s, acc.Key, e1, "delivered", 1)
+	s.MustJSON("POST", "/v1/events/"+e1+"/redeliver", acc.Key, nil, http.StatusAccepted, nil)
+	if got := c.event(); got["event_id"] != e1 || got["attempt"] != float64(2) {
+		t.Fatalf("redelivered %v", got)
+	}
+}

@@ -73,6 +73,10 @@ func (w *writer) commit(batch []*outcome) {
 			}
 			old = st
 		}
+		if o.kind == kindRepair && o.eventGone {
+			sb.DeleteState(o.accountID, o.evtID, old)
+			continue
+		}
 		nw, att := d.policy.apply(st, o, nowMs)
 		sb.PutState(o.accountID, o.evtID, old, nw)
 		if att != nil {

@@ -130,7 +130,7 @@ func (h *hub) Push(ev *store.Event, attempt int, at time.Time) int {
 	if len(conns) > 0 {
 		frame := encodeEventFrame(ev, attempt, at)
 		for _, c := range conns {
-			if c.pushEvent(ev.ID, frame) {
+			if c.pushEvent(ev.ID, attempt, frame) {
 				n++
 			}
 		}

@@ -54,15 +54,16 @@ type wsConn struct {
 		liveBuf   []liveFrame
 		liveBytes int
 		// replayed holds events a replay sent that were still in the
-		// delivery pipeline when it ended: their live push is dropped
-		// once (nil almost always).
-		replayed map[string]struct{}
+		// delivery pipeline when it ended, with the attempt number whose
+		// live push is then dropped (once; nil almost always).
+		replayed map[string]int
 	}
 }
 
 type liveFrame struct {
-	evtID string
-	frame []byte
+	evtID   string
+	attempt int
+	frame   []byte
 }
 
 // UnderlayerConn implements nbhttp.ParserCloser.
@@ -88,6 +89,9 @@ func (c *wsConn) CloseAndClean(err error) {
 // whether b was accepted; over the bound the connection is closed as a
 // slow consumer (1008).
 func (c *wsConn) send(b []byte) bool {
+	if c.isClosing() {
+		return false // nothing may follow our close frame (RFC 6455 §5.5.1)
+	}
 	max := int64(c.hub.s.cfg.WS.MaxPending)
 	if c.pending.Load()+int64(len(b)) > max {
 		c.slowConsumer()
@@ -168,7 +172,7 @@ func (c *wsConn) isClosing() bool {
 
 // pushEvent writes (or, during a subscribe, holds) an event frame. It
 // reports whether the connection took it.
-func (c *wsConn) pushEvent(evtID string, frame []byte) bool {
+func (c *wsConn) pushEvent(evtID string, attempt int, frame []byte) bool {
 	c.mu.Lock()
 	if c.mu.closing {
 		c.mu.Unlock()
@@ -180,18 +184,20 @@ func (c *wsConn) pushEvent(evtID string, frame []byte) bool {
 			c.slowConsumer()
 			return false
 		}
-		c.mu.liveBuf = append(c.mu.liveBuf, liveFrame{evtID, frame})
+		c.mu.liveBuf = append(c.mu.liveBuf, liveFrame{evtID, attempt, frame})
 		c.mu.liveBytes += len(frame)
 		c.mu.Unlock()
 		return true
 	}
-	if _, dup := c.mu.replayed[evtID]; dup {
+	if n, ok := c.mu.replayed[evtID]; ok {
 		delete(c.mu.replayed, evtID)
 		if len(c.mu.replayed) == 0 {
 			c.mu.replayed = nil
 		}
-		c.mu.Unlock()
-		return true // the replay delivered it on this connection
+		if n == attempt {
+			c.mu.Unlock()
+			return true // the replay delivered this attempt's event here
+		}
 	}
 	ok, slow := c.writeLocked(frame)
 	c.mu.Unlock()

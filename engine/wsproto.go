@@ -200,7 +200,7 @@ func (c *wsConn) subscribe(cmd *command) {
 	if replayErr != "" {
 		c.sendError(replayErr)
 	}
-	var replayed map[string]struct{}
+	var replayed map[string]int
 	if replayFrom != "" {
 		replayed = c.replay(replayFrom, f)
 	}
@@ -208,8 +208,9 @@ func (c *wsConn) subscribe(cmd *command) {
 }
 
 // replay sends the stored events after from that match f, oldest first
-// (PROTOCOL.md §6 Replay), and returns their ids.
-func (c *wsConn) replay(from string, f subs.Filter) map[string]struct{} {
+// (PROTOCOL.md §6 Replay). It returns their ids, each with the number of
+// the attempt that was next when it was read.
+func (c *wsConn) replay(from string, f subs.Filter) map[string]int {
 	s := c.hub.s
 	limit := s.cfg.WS.ReplayLimit
 	evs, err := s.deps.DB.EventsAfter(c.accountID, from, limit, limit*replayScanFactor, f.Matches)
@@ -230,7 +231,7 @@ func (c *wsConn) replay(from string, f subs.Filter) map[string]struct{} {
 	if !s.deps.Delivery.WaitDurable(idList, 10*time.Second) {
 		s.log.Warn("replay waited too long for events being stored")
 	}
-	replayed := make(map[string]struct{}, len(evs))
+	replayed := make(map[string]int, len(evs))
 	now := time.Now()
 	for i := range evs {
 		ev := &evs[i]
@@ -238,7 +239,11 @@ func (c *wsConn) replay(from string, f subs.Filter) map[string]struct{} {
 		if !c.send(frame) {
 			return replayed
 		}
-		replayed[ev.ID] = struct{}{}
+		next := ev.State.Attempts + 1
+		if ev.State.AwaitingAck {
+			next = ev.State.Attempts // written already; no push will follow
+		}
+		replayed[ev.ID] = next
 		s.m.frameOut("replay")
 		s.m.wsReplayed.Inc()
 	}
@@ -247,21 +252,27 @@ func (c *wsConn) replay(from string, f subs.Filter) map[string]struct{} {
 
 // endBuffering writes the live events held during a subscribe, except
 // those the replay already sent, and goes back to direct writes.
-func (c *wsConn) endBuffering(replayed map[string]struct{}) {
+func (c *wsConn) endBuffering(replayed map[string]int) {
 	c.mu.Lock()
 	buf := c.mu.liveBuf
 	c.mu.liveBuf, c.mu.liveBytes, c.mu.buffering = nil, 0, false
 	// A replayed event may be committed (so the scan saw it) but not yet
-	// pushed live: its push will come after this point. Remember those
-	// (the ones still in flight) so the push is dropped, not sent twice.
-	// Pushes take c.mu, so none can slip between this check and the flag.
+	// pushed live: that push comes after this point. Remember those still
+	// in the delivery pipeline, with the attempt the push will carry, so
+	// that push is dropped rather than sent twice; a push already held
+	// here needs no entry. Pushes take c.mu, so none can slip between
+	// this check and the flag.
+	held := make(map[string]bool, len(buf))
+	for _, lf := range buf {
+		held[lf.evtID] = true
+	}
 	c.mu.replayed = nil
-	for id := range replayed {
-		if c.hub.s.deps.Delivery.InFlight(id) {
+	for id, n := range replayed {
+		if !held[id] && c.hub.s.deps.Delivery.InFlight(id) {
 			if c.mu.replayed == nil {
-				c.mu.replayed = make(map[string]struct{})
+				c.mu.replayed = make(map[string]int)
 			}
-			c.mu.replayed[id] = struct{}{}
+			c.mu.replayed[id] = n
 		}
 	}
 	slow := false

@@ -115,10 +115,12 @@ func (s *Server) upgrade(w http.ResponseWriter, r *req) error {
 		c.fail(closeTooManyConns, "too many connections: at most "+strconv.Itoa(s.cfg.WS.MaxConnsPerAccount)+" per account")
 		return nil
 	}
-	// A revocation that raced with this upgrade (key checked above,
-	// revoked before register) must still close it.
+	// A revocation or a drain that raced with this upgrade (checked above,
+	// happened before register) must still close it.
 	if ok, err := s.deps.DB.KeyExists(c.keyID); err == nil && !ok {
 		c.fail(closeUnauthorized, "unauthorized: API key revoked")
+	} else if s.draining.Load() {
+		c.closeWith(closeGoingAway, "server shutting down")
 	}
 	return nil
 }

@@ -68,6 +68,12 @@ type DB struct {
 	inboxes *genCache[Inbox]  // by inbox id
 
 	group *groupCommitter // ingest's synced commits
+
+	// stateMu orders delivery-state batches (read-modify-write, shared)
+	// against the deletion of events (inbox deletion and retention,
+	// exclusive): without it a state read before a deletion could be
+	// written back after it, resurrecting a pending event.
+	stateMu sync.RWMutex
 }
 
 // SettingsGen is a counter that increases after every committed change to

@@ -151,6 +151,9 @@ type EventState struct {
 	AwaitingAck bool
 	// AckedAt is the Unix millisecond time of the first ack, 0 if none.
 	AckedAt int64
+	// LastAckAt is the Unix millisecond time of the latest ack (an ack may
+	// reach the writer before the outcome of the attempt it acks).
+	LastAckAt int64
 }
 
 // Attempt is one delivery attempt as recorded.
@@ -361,9 +364,22 @@ type StateBatch struct {
 	n int
 }
 
-// NewStateBatch starts a batch of state changes.
+// NewStateBatch starts a batch of state changes. Until it is committed or
+// closed, events cannot be deleted (inbox deletion, retention): the
+// states the batch reads stay valid until it writes them back.
 func (d *DB) NewStateBatch() *StateBatch {
+	d.stateMu.RLock()
 	return &StateBatch{d: d, b: d.pdb.NewBatch()}
+}
+
+// DeleteState removes an event's state and its due entry (an event whose
+// record is gone).
+func (sb *StateBatch) DeleteState(accountID, evtID string, old EventState) {
+	if old.NextAt != 0 {
+		_ = sb.b.Delete(dueKey(old.NextAt, evtID), nil)
+	}
+	_ = sb.b.Delete(key(pEventState+accountID, evtID), nil)
+	sb.n++
 }
 
 // PutState replaces an event's state (old is its current stored state),
@@ -391,6 +407,7 @@ func (sb *StateBatch) Len() int { return sb.n }
 
 // Commit applies the batch (synced when sync is true) and releases it.
 func (sb *StateBatch) Commit(sync bool) error {
+	defer sb.d.stateMu.RUnlock()
 	defer sb.b.Close()
 	if sb.n == 0 {
 		return nil
@@ -406,13 +423,18 @@ func (sb *StateBatch) Commit(sync bool) error {
 }
 
 // Close releases an uncommitted batch.
-func (sb *StateBatch) Close() { _ = sb.b.Close() }
+func (sb *StateBatch) Close() {
+	_ = sb.b.Close()
+	sb.d.stateMu.RUnlock()
+}
 
 // SweepEvents deletes delivered events created before deliveredBefore and
 // failed events created before failedBefore, with their attempts, at most
 // max per call. Pending events are never swept. It returns how many it
 // deleted.
 func (d *DB) SweepEvents(deliveredBefore, failedBefore time.Time, max int) (int, error) {
+	d.stateMu.Lock()
+	defer d.stateMu.Unlock()
 	b := d.pdb.NewBatch()
 	n := 0
 	var decErr error

@@ -162,10 +162,14 @@ func (d *DB) DeleteInbox(accountID, id string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Exclude concurrent ingest into this inbox while we scan and delete.
+	// Exclude concurrent ingest into this inbox, and delivery-state writes
+	// (which could write a state back after we deleted it), while we scan
+	// and delete.
 	l := d.inboxLock(id)
 	l.Lock()
 	defer l.Unlock()
+	d.stateMu.Lock()
+	defer d.stateMu.Unlock()
 
 	b := d.pdb.NewBatch()
 	_ = b.Delete(key2(pInbox, id), nil)

@@ -8,7 +8,7 @@ import (
 // The stored form of EventState: a version byte, then the fields in order
 // as uvarints (integers) or length-prefixed strings. It is read and written
 // on every attempt, listing and replay, so it is binary rather than JSON.
-const stateFormat = 1
+const stateFormat = 2 // 1: without LastAckAt
 
 func encodeState(st EventState) []byte {
 	b := make([]byte, 0, 16+len(st.InboxID)+len(st.Type)+len(st.Status)+len(st.DeliveredVia)+5*8)
@@ -17,7 +17,7 @@ func encodeState(st EventState) []byte {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
 	}
-	for _, n := range []int64{int64(st.Attempts), int64(st.CycleStart), st.NextAt, st.LastAt, st.AckedAt} {
+	for _, n := range []int64{int64(st.Attempts), int64(st.CycleStart), st.NextAt, st.LastAt, st.AckedAt, st.LastAckAt} {
 		b = binary.AppendVarint(b, n)
 	}
 	if st.AwaitingAck {
@@ -30,9 +30,10 @@ func encodeState(st EventState) []byte {
 
 func decodeState(b []byte) (EventState, error) {
 	var st EventState
-	if len(b) == 0 || b[0] != stateFormat {
+	if len(b) == 0 || b[0] < 1 || b[0] > stateFormat {
 		return st, fmt.Errorf("cannot decode event state: unknown format")
 	}
+	format := b[0]
 	b = b[1:]
 	var strs [4]string
 	for i := range strs {
@@ -43,8 +44,12 @@ func decodeState(b []byte) (EventState, error) {
 		strs[i] = string(b[n : n+int(l)])
 		b = b[n+int(l):]
 	}
-	var nums [5]int64
-	for i := range nums {
+	var nums [6]int64
+	count := len(nums)
+	if format == 1 {
+		count = 5
+	}
+	for i := range nums[:count] {
 		v, n := binary.Varint(b)
 		if n <= 0 {
 			return st, fmt.Errorf("cannot decode event state: truncated")
@@ -57,7 +62,7 @@ func decodeState(b []byte) (EventState, error) {
 	}
 	st.InboxID, st.Type, st.Status, st.DeliveredVia = strs[0], strs[1], strs[2], strs[3]
 	st.Attempts, st.CycleStart = int(nums[0]), int(nums[1])
-	st.NextAt, st.LastAt, st.AckedAt = nums[2], nums[3], nums[4]
+	st.NextAt, st.LastAt, st.AckedAt, st.LastAckAt = nums[2], nums[3], nums[4], nums[5]
 	st.AwaitingAck = b[0] == 1
 	return st, nil
 }
