@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -363,11 +362,3 @@ func mailboxName(run uint32, i int) string {
 	return "b" + string(appendHex8(nil, run)) + "-" + strconv.Itoa(i)
 }
 
-// mustJSON is json.Marshal for values that always encode.
-func mustJSON(v any) []byte {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(fmt.Sprintf("BUG: cannot encode %T: %v", v, err))
-	}
-	return b
-}

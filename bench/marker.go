@@ -116,9 +116,6 @@ func parseMarker(b []byte) (marker, bool) {
 	return m, true
 }
 
-// eventIDLen is the length of "evt_" + a ULID.
-const eventIDLen = 30
-
 var eventIDField = []byte(`"event_id":"`)
 
 // findEventID returns the event_id of an event payload (aliasing b), or

@@ -89,17 +89,25 @@ func (e *env) reading(what string) Sample {
 	return best
 }
 
-func runConnect(e *env) error {
+// startAndPlan starts the server and creates the run's accounts, inboxes
+// and subscription plan. With onePerAccount, --inboxes 0 means one inbox
+// per account (connect and churn).
+func (e *env) startAndPlan(onePerAccount bool) error {
 	o := e.o
 	if err := e.startServer(); err != nil {
 		return err
 	}
 	mix, _ := ParseMix(o.Mix)
 	inboxes := o.Inboxes
-	if inboxes <= 0 {
-		inboxes = max(1, (o.Conns+o.ConnsPerAccount-1)/o.ConnsPerAccount) // one per account
+	if onePerAccount && inboxes <= 0 {
+		inboxes = max(1, (o.Conns+o.ConnsPerAccount-1)/o.ConnsPerAccount)
 	}
-	if err := e.buildPlan(PlanConfig{Conns: o.Conns, Inboxes: inboxes, ConnsPerAccount: o.ConnsPerAccount, Mix: mix}); err != nil {
+	return e.buildPlan(PlanConfig{Conns: o.Conns, Inboxes: inboxes, ConnsPerAccount: o.ConnsPerAccount, Mix: mix})
+}
+
+func runConnect(e *env) error {
+	o := e.o
+	if err := e.startAndPlan(true); err != nil {
 		return err
 	}
 	base := e.reading("baseline")
@@ -290,11 +298,7 @@ func (e *env) loadFigures(ls LoadStats, st PoolStats, loadSecs float64, subscrib
 
 func runFanout(e *env) error {
 	o := e.o
-	if err := e.startServer(); err != nil {
-		return err
-	}
-	mix, _ := ParseMix(o.Mix)
-	if err := e.buildPlan(PlanConfig{Conns: o.Conns, Inboxes: o.Inboxes, ConnsPerAccount: o.ConnsPerAccount, Mix: mix}); err != nil {
+	if err := e.startAndPlan(false); err != nil {
 		return err
 	}
 	if err := e.startPools(); err != nil {
@@ -328,11 +332,7 @@ func runFanout(e *env) error {
 
 func runReplay(e *env) error {
 	o := e.o
-	if err := e.startServer(); err != nil {
-		return err
-	}
-	mix, _ := ParseMix(o.Mix)
-	if err := e.buildPlan(PlanConfig{Conns: o.Conns, Inboxes: o.Inboxes, ConnsPerAccount: o.ConnsPerAccount, Mix: mix}); err != nil {
+	if err := e.startAndPlan(false); err != nil {
 		return err
 	}
 	if err := e.startPools(); err != nil {
@@ -340,13 +340,13 @@ func runReplay(e *env) error {
 	}
 	before, _ := e.ps.Stats()
 	b := Behaviour{StormEvery: o.StormEvery, StormFraction: o.StormFraction, StormPause: o.StormPause}
-	ls, st, secs, err := e.loadPhase(&b)
+	ls, _, secs, err := e.loadPhase(&b)
 	if err != nil {
 		return err
 	}
 	// Reconnections still in flight settle before the counts are final.
 	ctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
-	st, _ = e.ps.Wait(ctx)
+	st, _ := e.ps.Wait(ctx)
 	cancel()
 	e.samp.stopAndWait()
 	e.res.Series = e.samp.points
@@ -362,15 +362,7 @@ func runReplay(e *env) error {
 
 func runChurn(e *env) error {
 	o := e.o
-	if err := e.startServer(); err != nil {
-		return err
-	}
-	mix, _ := ParseMix(o.Mix)
-	inboxes := o.Inboxes
-	if inboxes <= 0 {
-		inboxes = max(1, (o.Conns+o.ConnsPerAccount-1)/o.ConnsPerAccount)
-	}
-	if err := e.buildPlan(PlanConfig{Conns: o.Conns, Inboxes: inboxes, ConnsPerAccount: o.ConnsPerAccount, Mix: mix}); err != nil {
+	if err := e.startAndPlan(true); err != nil {
 		return err
 	}
 	if err := e.startPools(); err != nil {

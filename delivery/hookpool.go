@@ -98,19 +98,14 @@ func (p *hookPool) done(j *hookJob) {
 	}
 }
 
-// close stops the workers and returns (forgetting) every job not yet
-// running: their events keep their due entries. It is called at shutdown.
-func (p *hookPool) close() []*hookJob {
+// close stops the workers and forgets every job not yet running: their
+// events keep their due entries. It is called at shutdown.
+func (p *hookPool) close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.mu.closed = true
-	out := p.mu.ready
-	for _, w := range p.mu.waiting {
-		out = append(out, w...)
-	}
 	p.mu.ready, p.mu.waiting = nil, map[string][]*hookJob{}
 	p.cond.Broadcast()
-	return out
 }
 
 func (p *hookPool) depth() int {

@@ -39,7 +39,6 @@ const (
 
 var (
 	errUnauthorized = errf(http.StatusUnauthorized, codeUnauthorized, "missing or invalid API key (use Authorization: Bearer <key>)")
-	errNotFound     = errf(http.StatusNotFound, codeNotFound, "not found")
 	errDraining     = errf(http.StatusServiceUnavailable, codeDraining, "server is shutting down")
 	errInternal     = errf(http.StatusInternalServerError, codeInternal, "internal error")
 )

@@ -23,7 +23,6 @@ type hub struct {
 		mu    sync.Mutex
 		conns map[*wsConn]struct{}
 	}
-	next atomic.Uint32 // round-robin shard choice
 
 	acct struct {
 		sync.Mutex

@@ -268,12 +268,3 @@ func (s *Server) onWritten(c *nbio.Conn, _ []byte, n int) {
 		wc.pending.Add(-int64(n))
 	}
 }
-
-// remoteIP returns the IP of a "host:port" remote address.
-func remoteIP(addr string) string {
-	h, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return addr
-	}
-	return h
-}

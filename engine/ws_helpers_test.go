@@ -148,17 +148,6 @@ func (c *wsClient) expectClose(code int) {
 	}
 }
 
-// expectSilence checks nothing arrives for d (used sparingly: only where
-// the absence of a frame is the point).
-func (c *wsClient) expectSilence(d time.Duration) {
-	c.t.Helper()
-	if f, err := c.readErr(d); err == nil {
-		c.t.Fatalf("unexpected frame %v", f)
-	} else if ne, ok := err.(interface{ Timeout() bool }); !ok || !ne.Timeout() {
-		c.t.Fatalf("unexpected error %v", err)
-	}
-}
-
 // subscribe sends a subscribe frame and returns the subscribed answer.
 func (c *wsClient) subscribe(inboxes []string, types []string) frame {
 	c.t.Helper()
