@@ -122,10 +122,10 @@ type Pool struct {
 
 // counters are the pool's running totals; PoolStats documents them.
 type counters struct {
-	queued, settled, dials, dialErrors, subscribed, failed atomic.Int64
-	sockets, reconnects, clientCloses, serverCloses                atomic.Int64
-	events, unique, duplicates, uncertain, unexpected, foreign     atomic.Int64
-	unparsed, invalid, pings, bytesIn                              atomic.Int64
+	queued, settled, dials, dialErrors, subscribed, failed     atomic.Int64
+	sockets, reconnects, clientCloses, serverCloses            atomic.Int64
+	events, unique, duplicates, uncertain, unexpected, foreign atomic.Int64
+	unparsed, invalid, pings, bytesIn                          atomic.Int64
 }
 
 // client is one logical subscriber.

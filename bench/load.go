@@ -361,4 +361,3 @@ func expected(perInbox []int64, subscribers []int64) int64 {
 func mailboxName(run uint32, i int) string {
 	return "b" + string(appendHex8(nil, run)) + "-" + strconv.Itoa(i)
 }
-
