@@ -21,7 +21,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/mailwire/mailwire/engine"
+	"github.com/mailwire/mailwire/engine/ws"
 	"github.com/mailwire/mailwire/internal/app"
 )
 
@@ -146,7 +146,7 @@ func inprocServer(cfg ServerConfig) (*Server, error) {
 		DataDir:    dir,
 		MailDomain: "bench.localhost",
 		AdminToken: token,
-		WS: engine.WSConfig{
+		WS: ws.Config{
 			MaxConnsPerAccount: cfg.ConnsPerAccount,
 			PingInterval:       cfg.PingInterval,
 			PongTimeout:        cfg.PongTimeout,

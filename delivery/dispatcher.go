@@ -16,16 +16,28 @@ import (
 	"github.com/mailwire/mailwire/store"
 )
 
+// PushResult is what one push of an event did (PROTOCOL.md §6: an attempt
+// is decided by the same push that wrote the frame).
+type PushResult struct {
+	// Matched counts the live connections whose subscription matches.
+	Matched int
+	// Written counts those that took the frame.
+	Written int
+	// Acking counts, of Written, the connections that subscribed with
+	// "ack": true: for them the write succeeds only once acked.
+	Acking int
+}
+
 // Pusher writes events to live WebSocket connections; the engine
-// implements it. Both methods are called from dispatch workers and must
-// not block on the network.
+// implements it. Push is called from dispatch workers and must not block
+// on the network.
 type Pusher interface {
-	// Has reports whether a live connection of the account subscribes to
-	// (inbox, type).
-	Has(accountID, inboxID, typ string) bool
 	// Push encodes the payload of the given attempt once and writes it to
-	// every matching connection; it returns how many connections took it.
-	Push(ev *store.Event, attempt int, at time.Time) int
+	// every matching connection. When the result depends on frames held
+	// by connections in the middle of a subscribe (nothing could be
+	// written at once), Push returns later=true and calls done exactly
+	// once, possibly before it returns, with the final result.
+	Push(ev *store.Event, attempt int, at time.Time, done func(PushResult)) (res PushResult, later bool)
 }
 
 // Config configures a Dispatcher. Zero fields take the documented default.
@@ -34,8 +46,10 @@ type Config struct {
 	// previous one (the first from the event's creation); its length is
 	// the number of attempts. Default 0s,30s,60s,2m,4m.
 	Schedule []time.Duration
-	// AckTimeout, when > 0, makes a WebSocket attempt succeed only once a
-	// client acks the event within it. Default 0 (off).
+	// AckTimeout, when > 0, makes a WebSocket attempt written only to
+	// connections that subscribed with "ack": true succeed only once one
+	// of them acks the event within it; otherwise the attempt fails and
+	// the next one prefers the webhook. Default 0 (off).
 	AckTimeout time.Duration
 	// Workers is the number of dispatch workers (each owns the accounts
 	// hashed to it, keeping one account's events in order). Default 2.
@@ -259,23 +273,21 @@ func (d *Dispatcher) unclaim(evtID string, dueMs int64) {
 	}
 }
 
-// Claim implements ingest.Sink: the events are about to be committed.
-func (d *Dispatcher) Claim(evtIDs []string) { d.flights.claimCommitting(evtIDs) }
+// NewEvents implements ingest.Sink: it makes one event id per account
+// (in order) and claims them for the commit about to happen.
+func (d *Dispatcher) NewEvents(accountIDs []string) []string { return d.flights.newEvents(accountIDs) }
 
 // Committed implements ingest.Sink: the events are durable (err == nil)
-// and get their first attempt now, unless the schedule delays it.
+// and get their first attempt now, unless the schedule delays it. Events
+// of one account are dispatched in id order: one whose earlier events are
+// still being stored waits for them (see inflight).
 func (d *Dispatcher) Committed(evts []store.Event, err error) {
-	ids := make([]string, len(evts))
-	for i := range evts {
-		ids[i] = evts[i].ID
+	released := d.flights.committed(evts, err == nil)
+	if err == nil {
+		d.m.stored.Add(len(evts))
 	}
-	d.flights.committed(ids, err == nil)
-	if err != nil {
-		return
-	}
-	d.m.stored.Add(len(evts))
-	for i := range evts {
-		ev := &evts[i]
+	for i := range released {
+		ev := &released[i]
 		// The same arithmetic as ingest's first NextAt: the scheduler's
 		// cursor relies on exact keys.
 		dueMs := ev.OccurredAt().UnixMilli() + d.cfg.Schedule[0].Milliseconds()
@@ -293,16 +305,22 @@ func (d *Dispatcher) Committed(evts []store.Event, err error) {
 // event's first due time).
 func (d *Dispatcher) FirstAttemptDelay() time.Duration { return d.cfg.Schedule[0] }
 
-// WaitDurable blocks until none of the events is still committing (replay
-// must not send an event before its batch is durable), up to timeout.
-func (d *Dispatcher) WaitDurable(evtIDs []string, timeout time.Duration) bool {
-	return d.flights.waitDurable(evtIDs, timeout)
-}
+// StableBound returns an event id below which every event of the account
+// is durable and no other can appear: readers that resume from a cursor
+// (replay, the pull API) stop before it (see inflight).
+func (d *Dispatcher) StableBound(accountID string) string { return d.flights.stableBound(accountID) }
 
 // InFlight reports whether the event is still in the delivery pipeline
 // (committing, queued or being attempted): a live push of it may still
 // come.
 func (d *Dispatcher) InFlight(evtID string) bool { return d.flights.claimed(evtID) }
+
+// Replayed records that a replay wrote a pending event of the account to a
+// connection that does not ack: a successful WebSocket attempt at at
+// (PROTOCOL.md §6, settling).
+func (d *Dispatcher) Replayed(accountID, evtID string, at time.Time) {
+	_ = d.submit(&outcome{kind: kindReplayed, accountID: accountID, evtID: evtID, startMs: at.UnixMilli()}, false)
+}
 
 // Ack records a client's ack of an event of the account. Unknown ids are
 // ignored (the engine validated the shape).
@@ -369,11 +387,11 @@ func (d *Dispatcher) attempt(j *job) {
 			d.unclaim(j.evtID, 0)
 			return
 		}
-		d.w.in <- &outcome{kind: kindRepair, accountID: j.accountID, evtID: j.evtID, dueMs: j.dueMs, claimed: true}
+		d.post(&outcome{kind: kindRepair, accountID: j.accountID, evtID: j.evtID, dueMs: j.dueMs, claimed: true})
 		return
 	}
 	if st.Status != store.StatusPending || st.NextAt == 0 {
-		d.w.in <- &outcome{kind: kindRepair, accountID: j.accountID, evtID: j.evtID, dueMs: j.dueMs, claimed: true}
+		d.post(&outcome{kind: kindRepair, accountID: j.accountID, evtID: j.evtID, dueMs: j.dueMs, claimed: true})
 		return
 	}
 	if !j.fresh && st.NextAt != j.dueMs {
@@ -384,7 +402,7 @@ func (d *Dispatcher) attempt(j *job) {
 		return
 	}
 	if st.AwaitingAck {
-		d.w.in <- &outcome{kind: kindAckTimeout, accountID: j.accountID, evtID: j.evtID, claimed: true}
+		d.post(&outcome{kind: kindAckTimeout, accountID: j.accountID, evtID: j.evtID, claimed: true})
 		return
 	}
 	ev := j.ev
@@ -398,7 +416,7 @@ func (d *Dispatcher) attempt(j *job) {
 			}
 			// A state without its event (or message): delete it, or the
 			// scheduler would pick it again and again.
-			d.w.in <- &outcome{kind: kindRepair, accountID: j.accountID, evtID: j.evtID, dueMs: j.dueMs, claimed: true, eventGone: true}
+			d.post(&outcome{kind: kindRepair, accountID: j.accountID, evtID: j.evtID, dueMs: j.dueMs, claimed: true, eventGone: true})
 			return
 		}
 		ev = &e
@@ -408,28 +426,40 @@ func (d *Dispatcher) attempt(j *job) {
 		kind: kindAttempt, accountID: j.accountID, evtID: j.evtID, claimed: true,
 		n: st.Attempts + 1, cycle: st.CycleStart, startMs: now.UnixMilli(),
 	}
-	if pb := d.pusher.Load(); pb != nil && pb.p != nil && pb.p.Has(ev.AccountID, ev.InboxID, ev.Type) {
-		written := pb.p.Push(ev, o.n, now)
-		o.channel = store.ChannelWebSocket
-		o.ok = written > 0
-		o.awaitAck = o.ok && d.cfg.AckTimeout > 0
-		if !o.ok {
-			o.errText = "no matching connection accepted the frame"
+	// The channel is chosen afresh (PROTOCOL.md §6): a matching connection,
+	// else the webhook, else none; after an ack timeout the webhook first
+	// when one applies.
+	var url, secret string
+	looked := false
+	lookup := func() bool {
+		looked = true
+		if url, secret, err = d.webhookTarget(ev.AccountID, ev.InboxID); err != nil {
+			d.log.Error("cannot read webhook settings", "event", ev.ID, "error", err)
+			d.unclaim(j.evtID, j.dueMs)
+			return false
 		}
-		o.duration = time.Since(now)
-		d.w.in <- o
+		return true
+	}
+	if st.PreferWebhook && !lookup() {
 		return
 	}
-	url, secret, err := d.webhookTarget(ev.AccountID, ev.InboxID)
-	if err != nil {
-		d.log.Error("cannot read webhook settings", "event", ev.ID, "error", err)
-		d.unclaim(j.evtID, j.dueMs)
+	if pb := d.pusher.Load(); url == "" && pb != nil && pb.p != nil {
+		res, later := pb.p.Push(ev, o.n, now, func(r PushResult) { d.post(d.wsOutcome(o, now, r)) })
+		if later {
+			return // the callback records the attempt once the held frames are resolved
+		}
+		if res.Matched > 0 {
+			d.post(d.wsOutcome(o, now, res))
+			return
+		}
+	}
+	if !looked && !lookup() {
 		return
 	}
 	if url == "" {
 		o.channel = store.ChannelNone
 		o.errText = "no WebSocket subscribed and no webhook configured"
-		d.w.in <- o
+		d.post(o)
 		return
 	}
 	hj := &hookJob{o: o, ev: ev, url: url, secret: secret, host: hostOf(url)}
@@ -437,6 +467,33 @@ func (d *Dispatcher) attempt(j *job) {
 		d.m.deferred.Inc()
 		d.unclaim(j.evtID, j.dueMs)
 	}
+}
+
+// wsOutcome turns a push's result into the attempt's outcome: a frame
+// written to a connection that does not ack is a success; one written
+// only to connections that ack waits for an ack (when the extension is
+// on); none written is a failed attempt.
+func (d *Dispatcher) wsOutcome(o *outcome, start time.Time, r PushResult) *outcome {
+	o.channel = store.ChannelWebSocket
+	switch {
+	case r.Written > r.Acking:
+		o.ok = true
+	case r.Written > 0:
+		o.ok = true
+		o.awaitAck = d.cfg.AckTimeout > 0
+	default:
+		o.errText = fmt.Sprintf("%d matching connection(s), none took the frame", r.Matched)
+	}
+	o.duration = time.Since(start)
+	return o
+}
+
+// post hands an outcome to the writer. It may block while the writer is
+// behind (bounded by its queue); after Shutdown the outcome is dropped
+// (the event keeps its due entry and is retried at the next start).
+func (d *Dispatcher) post(o *outcome) {
+	defer func() { _ = recover() }() // the writer's channel is closed at the end of Shutdown
+	d.w.in <- o
 }
 
 // webhookTarget returns the URL and secret that apply to an inbox: its

@@ -149,5 +149,5 @@ func (d *Dispatcher) runHook(j *hookJob) {
 	}
 	o.duration = res.Duration
 	d.m.webhookLatency.Update(res.Duration.Seconds())
-	d.w.in <- o
+	d.post(o)
 }

@@ -2,7 +2,9 @@ package delivery
 
 import (
 	"sync"
-	"time"
+
+	"github.com/mailwire/mailwire/internal/ids"
+	"github.com/mailwire/mailwire/store"
 )
 
 // flight states of a claimed event.
@@ -11,48 +13,109 @@ const (
 	flightActive                      // durable, somewhere in the pipeline
 )
 
-// inflight is the set of claimed events. A claimed event is not picked by
-// the scheduler; a committing one is not replayed until durable.
+// inflight is the set of claimed events, and the order in which new
+// events of one account become visible.
+//
+// A claimed event is not picked by the scheduler. New events are claimed
+// as their ids are made, under one lock, so within an account a later id
+// is always claimed after an earlier one; they are released to delivery in
+// id order, an event only once every earlier event of its account has been
+// committed (or has failed). So one connection receives an account's live
+// events in id order, and a reader that stops below the account's stable
+// bound (stableBound) never returns an event that an earlier one, still
+// being stored, could follow: a client that resumes after the last event
+// it got (replay, the pull API) misses nothing.
 type inflight struct {
-	mu   sync.Mutex
-	cond *sync.Cond
-	m    map[string]uint8
-	// committing counts flightCommitting entries, so WaitDurable can skip
-	// the lock dance when nothing is committing.
-	committing int
+	mu sync.Mutex
+	m  map[string]uint8
+	// queues holds, per account, the new events not yet released, in id
+	// order (claim order).
+	queues map[string][]*newEvent
+}
+
+type newEvent struct {
+	id       string
+	resolved bool // its commit returned
+	ok       bool // ... successfully
+	ev       store.Event
 }
 
 func newInflight() *inflight {
-	f := &inflight{m: make(map[string]uint8, 1024)}
-	f.cond = sync.NewCond(&f.mu)
-	return f
+	return &inflight{m: make(map[string]uint8, 1024), queues: make(map[string][]*newEvent)}
 }
 
-// claimCommitting marks ids as committing (ingest, before its commit).
-func (f *inflight) claimCommitting(ids []string) {
+// newEvents makes and claims one event id per account (in order).
+func (f *inflight) newEvents(accounts []string) []string {
+	out := make([]string, len(accounts))
 	f.mu.Lock()
-	for _, id := range ids {
+	for i, acc := range accounts {
+		id := ids.New(ids.Event)
+		out[i] = id
 		f.m[id] = flightCommitting
-		f.committing++
+		f.queues[acc] = append(f.queues[acc], &newEvent{id: id})
 	}
 	f.mu.Unlock()
+	return out
 }
 
-// committed turns committing ids into active ones (ok) or drops them.
-func (f *inflight) committed(ids []string, ok bool) {
+// committed records the outcome of the commit of evts (claimed by
+// newEvents) and returns the events of their accounts that are now
+// released, in id order per account: those committed whose earlier
+// events are all resolved. Events whose commit failed are dropped.
+func (f *inflight) committed(evts []store.Event, ok bool) []store.Event {
 	f.mu.Lock()
-	for _, id := range ids {
-		if f.m[id] == flightCommitting {
-			f.committing--
+	defer f.mu.Unlock()
+	touched := make([]string, 0, 1)
+	for i := range evts {
+		ev := &evts[i]
+		q := f.queues[ev.AccountID]
+		for _, ne := range q {
+			if ne.id == ev.ID {
+				ne.resolved, ne.ok, ne.ev = true, ok, *ev
+				break
+			}
+		}
+		if len(touched) == 0 || touched[len(touched)-1] != ev.AccountID {
+			touched = append(touched, ev.AccountID)
 		}
 		if ok {
-			f.m[id] = flightActive
+			f.m[ev.ID] = flightActive
 		} else {
-			delete(f.m, id)
+			delete(f.m, ev.ID)
 		}
 	}
-	f.mu.Unlock()
-	f.cond.Broadcast()
+	var out []store.Event
+	for _, acc := range touched {
+		q := f.queues[acc]
+		n := 0
+		for n < len(q) && q[n].resolved {
+			if q[n].ok {
+				out = append(out, q[n].ev)
+			}
+			n++
+		}
+		switch {
+		case n == len(q):
+			delete(f.queues, acc)
+		case n > 0:
+			clear(q[:n])
+			f.queues[acc] = q[n:]
+		}
+	}
+	return out
+}
+
+// stableBound returns an event id such that every event of the account
+// below it is durable and no event below it can appear later: the
+// account's earliest event still being stored, or, when none is, a fresh
+// id (every id made later sorts after it).
+func (f *inflight) stableBound(accountID string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if q := f.queues[accountID]; len(q) > 0 {
+		return q[0].id
+	}
+	return ids.New(ids.Event)
 }
 
 // tryClaim claims id as active unless it is claimed already.
@@ -75,9 +138,6 @@ func (f *inflight) claimed(id string) bool {
 
 func (f *inflight) release(id string) {
 	f.mu.Lock()
-	if f.m[id] == flightCommitting {
-		f.committing--
-	}
 	delete(f.m, id)
 	f.mu.Unlock()
 }
@@ -86,38 +146,4 @@ func (f *inflight) len() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return len(f.m)
-}
-
-// waitDurable blocks until none of ids is committing, or until timeout.
-// It reports whether they all are durable (or unknown, i.e. not in flight).
-func (f *inflight) waitDurable(ids []string, timeout time.Duration) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.committing == 0 {
-		return true
-	}
-	deadline := time.Now().Add(timeout)
-	var timer *time.Timer
-	for {
-		busy := false
-		for _, id := range ids {
-			if f.m[id] == flightCommitting {
-				busy = true
-				break
-			}
-		}
-		if !busy {
-			if timer != nil {
-				timer.Stop()
-			}
-			return true
-		}
-		if !time.Now().Before(deadline) {
-			return false
-		}
-		if timer == nil {
-			timer = time.AfterFunc(time.Until(deadline), f.cond.Broadcast)
-		}
-		f.cond.Wait()
-	}
 }

@@ -41,6 +41,7 @@ const (
 	kindAckTimeout                        // the ack deadline passed
 	kindRedeliver                         // start a new cycle now
 	kindRepair                            // drop a stale due entry
+	kindReplayed                          // a replay wrote the event to a connection that does not ack
 )
 
 // policy is the schedule configuration apply needs.
@@ -61,18 +62,21 @@ func (p policy) apply(st store.EventState, o *outcome, nowMs int64) (store.Event
 			st.AckedAt = nowMs
 		}
 		st.LastAckAt = nowMs
-		if !st.AwaitingAck {
-			// Either no ack is required, or the ack came before the
-			// outcome of the attempt it acks (LastAckAt settles that).
+		if st.Status != store.StatusPending {
 			return st, nil
 		}
-		// The ack resolves the attempt that was waiting for it.
-		a := &store.Attempt{N: st.Attempts, At: time.UnixMilli(st.LastAt).UTC(), Channel: store.ChannelWebSocket,
-			OK: true, DurationMs: nowMs - st.LastAt}
-		st.AwaitingAck = false
-		st.Status = store.StatusDelivered
-		st.DeliveredVia = store.ChannelWebSocket
-		st.NextAt = 0
+		// An ack of a pending event settles it (PROTOCOL.md §6): the
+		// client has it, whatever brought it (a live push, a replay, an
+		// earlier attempt); the remaining retries are cancelled. It may
+		// also come before the outcome of the attempt it acks (LastAckAt
+		// settles that attempt in applyAttempt).
+		var a *store.Attempt
+		if st.AwaitingAck {
+			// The ack resolves the attempt that was waiting for it.
+			a = &store.Attempt{N: st.Attempts, At: time.UnixMilli(st.LastAt).UTC(), Channel: store.ChannelWebSocket,
+				OK: true, DurationMs: nowMs - st.LastAt}
+		}
+		settle(&st, store.ChannelWebSocket)
 		return st, a
 	case kindAckTimeout:
 		if !st.AwaitingAck {
@@ -81,12 +85,25 @@ func (p policy) apply(st store.EventState, o *outcome, nowMs int64) (store.Event
 		a := &store.Attempt{N: st.Attempts, At: time.UnixMilli(st.LastAt).UTC(), Channel: store.ChannelWebSocket,
 			OK: false, Error: "not acked within " + p.ackTimeout.String(), DurationMs: nowMs - st.LastAt}
 		st.AwaitingAck = false
+		st.PreferWebhook = true // the next attempt goes to the webhook if one applies
 		p.scheduleNext(&st, st.LastAt, nowMs)
+		return st, a
+	case kindReplayed:
+		// A replay wrote the event to a connection that does not ack: a
+		// successful WebSocket attempt if it was still pending.
+		if st.Status != store.StatusPending {
+			return st, nil
+		}
+		st.Attempts++
+		st.LastAt = o.startMs
+		a := &store.Attempt{N: st.Attempts, At: time.UnixMilli(o.startMs).UTC(), Channel: store.ChannelWebSocket, OK: true}
+		settle(&st, store.ChannelWebSocket)
 		return st, a
 	case kindRedeliver:
 		st.Status = store.StatusPending
 		st.CycleStart = st.Attempts
 		st.AwaitingAck = false
+		st.PreferWebhook = false
 		st.NextAt = nowMs
 		return st, nil
 	case kindRepair:
@@ -105,15 +122,23 @@ func (p policy) applyAttempt(st store.EventState, o *outcome, nowMs int64) (stor
 		st.Attempts = o.n
 	}
 	st.LastAt = o.startMs
+	st.PreferWebhook = false // it applied to this attempt only
 	stale := o.cycle != st.CycleStart // redelivered while this attempt ran
 	switch {
+	case stale:
+		// A redeliver asked for a fresh cycle while this attempt ran: the
+		// cycle starts after it, at the time redeliver set.
+		st.CycleStart = st.Attempts
+		st.Status = store.StatusPending
+		st.AwaitingAck = false
+	case st.Status != store.StatusPending:
+		// Settled while the attempt ran (an ack, a replay): recorded, and
+		// the event stays as it is.
+		st.AwaitingAck = false
 	case o.ok && o.awaitAck && st.LastAckAt >= o.startMs:
 		// A client acked this attempt's frame before its outcome reached
 		// the writer: delivered.
-		st.Status = store.StatusDelivered
-		st.DeliveredVia = store.ChannelWebSocket
-		st.AwaitingAck = false
-		st.NextAt = 0
+		settle(&st, store.ChannelWebSocket)
 	case o.ok && o.awaitAck:
 		a = nil // recorded when the ack comes or the deadline passes
 		st.Status = store.StatusPending
@@ -124,19 +149,21 @@ func (p policy) applyAttempt(st store.EventState, o *outcome, nowMs int64) (stor
 			st.NextAt = nowMs
 		}
 	case o.ok:
-		st.Status = store.StatusDelivered
-		st.DeliveredVia = o.channel
-		st.AwaitingAck = false
-		st.NextAt = 0
-	case stale:
-		// A redeliver asked for a fresh cycle while this attempt ran: the
-		// cycle starts after it, at the time redeliver set.
-		st.CycleStart = st.Attempts
-		st.Status = store.StatusPending
+		settle(&st, o.channel)
 	default:
 		p.scheduleNext(&st, o.startMs, nowMs)
 	}
 	return st, a
+}
+
+// settle marks the event delivered via channel: nothing more is
+// scheduled.
+func settle(st *store.EventState, channel string) {
+	st.Status = store.StatusDelivered
+	st.DeliveredVia = channel
+	st.AwaitingAck = false
+	st.PreferWebhook = false
+	st.NextAt = 0
 }
 
 // scheduleNext sets NextAt after a failed attempt that started at lastMs,

@@ -47,8 +47,23 @@ func TestPolicyApply(t *testing.T) {
 	f("websocket written, awaiting ack", pending, ws, now, awaiting, false)
 	f("ack delivers", awaiting, outcome{kind: kindAck}, now+100,
 		store.EventState{Status: store.StatusDelivered, Attempts: 1, LastAt: now, DeliveredVia: store.ChannelWebSocket, AckedAt: now + 100, LastAckAt: now + 100}, true)
-	f("ack deadline passed: next attempt per schedule", awaiting, outcome{kind: kindAckTimeout}, now+10_000,
-		store.EventState{Status: store.StatusPending, Attempts: 1, LastAt: now, NextAt: now + 30_000, DeliveredVia: store.ChannelWebSocket}, true)
+	f("ack deadline passed: next attempt per schedule, to the webhook", awaiting, outcome{kind: kindAckTimeout}, now+10_000,
+		store.EventState{Status: store.StatusPending, Attempts: 1, LastAt: now, NextAt: now + 30_000, DeliveredVia: store.ChannelWebSocket, PreferWebhook: true}, true)
+	preferring := store.EventState{Status: store.StatusPending, Attempts: 1, LastAt: now - 30_000, NextAt: now, PreferWebhook: true}
+	f("the attempt after an ack timeout clears the preference", preferring, attempt(2, false, store.ChannelWebhook), now,
+		store.EventState{Status: store.StatusPending, Attempts: 2, LastAt: now, NextAt: now + 60_000}, true)
+
+	// Settling (PROTOCOL.md §6): an ack or a replay write of a pending event
+	// delivers it and cancels the retries.
+	retrying := store.EventState{Status: store.StatusPending, Attempts: 1, LastAt: now - 1000, NextAt: now + 29_000}
+	f("ack of a pending event delivers it", retrying, outcome{kind: kindAck}, now,
+		store.EventState{Status: store.StatusDelivered, Attempts: 1, LastAt: now - 1000, DeliveredVia: store.ChannelWebSocket, AckedAt: now, LastAckAt: now}, false)
+	f("a replay write of a pending event is a successful attempt", retrying, outcome{kind: kindReplayed, startMs: now}, now+1,
+		store.EventState{Status: store.StatusDelivered, Attempts: 2, LastAt: now, DeliveredVia: store.ChannelWebSocket}, true)
+	f("a replay write of a delivered event changes nothing", acked0(now), outcome{kind: kindReplayed, startMs: now}, now, acked0(now), false)
+	settled := store.EventState{Status: store.StatusDelivered, Attempts: 1, LastAt: now - 1000, DeliveredVia: store.ChannelWebSocket, AckedAt: now}
+	f("an attempt that fails after the event was settled is recorded, the event stays delivered", settled, attempt(2, false, store.ChannelWebSocket), now+5,
+		store.EventState{Status: store.StatusDelivered, Attempts: 2, LastAt: now, DeliveredVia: store.ChannelWebSocket, AckedAt: now}, true)
 	acked := store.EventState{Status: store.StatusDelivered, Attempts: 1, AckedAt: now}
 	f("late deadline after an ack changes nothing", acked, outcome{kind: kindAckTimeout}, now+10_000, acked, false)
 	f("ack without waiting only records the time", store.EventState{Status: store.StatusDelivered, Attempts: 1}, outcome{kind: kindAck}, now,
@@ -78,4 +93,8 @@ func TestPolicyApply(t *testing.T) {
 		store.EventState{Status: store.StatusDelivered, Attempts: 1, LastAt: now, DeliveredVia: store.ChannelWebSocket, AckedAt: now + 1, LastAckAt: now + 1}, true)
 	f("repair drops a stale due entry", store.EventState{Status: store.StatusDelivered, NextAt: now}, outcome{kind: kindRepair}, now,
 		store.EventState{Status: store.StatusDelivered}, false)
+}
+
+func acked0(now int64) store.EventState {
+	return store.EventState{Status: store.StatusDelivered, Attempts: 1, AckedAt: now}
 }

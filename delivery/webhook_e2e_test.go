@@ -277,15 +277,21 @@ func TestRestartResumesTheSchedule(t *testing.T) {
 	}
 }
 
+// PROTOCOL.md §6, ack timeout: only a connection that subscribed with
+// "ack": true is held to it; an event written only to such a connection
+// and not acked in time fails that attempt, and the next one goes to the
+// webhook although the connection is still there. (Before the fix every
+// connection was held to it and the webhook was never tried.)
 func TestAckTimeoutMovesOnToTheWebhook(t *testing.T) {
 	s := testserver.Start(t, schedule(0, 100*ms), func(c *app.Config) { c.AckTimeout = 300 * ms })
 	acc := s.NewAccount("a")
 	rc := newReceiver(t, status(200))
 	in, _ := inboxWithHook(t, s, acc.Key, "agent", rc.URL)
 
-	// Acked in time: delivered on the WebSocket, attempt recorded ok.
 	c := dialWS(t, s, acc.Key)
-	c.subscribe()
+	c.subscribeAck()
+
+	// Acked in time: delivered on the WebSocket, attempt recorded ok.
 	e1 := s.Inbound(acc.Key, in, "acked")
 	if got := c.event(); got["event_id"] != e1 {
 		t.Fatal(got)
@@ -296,13 +302,12 @@ func TestAckTimeoutMovesOnToTheWebhook(t *testing.T) {
 		t.Fatalf("%+v", v)
 	}
 
-	// Not acked: the attempt fails at the deadline; with the socket gone
-	// the next attempt goes to the webhook.
+	// Not acked, connection still open: the attempt fails at the deadline
+	// and the next attempt goes to the webhook.
 	e2 := s.Inbound(acc.Key, in, "not acked")
 	if got := c.event(); got["event_id"] != e2 {
 		t.Fatal(got)
 	}
-	_ = c.conn.Close()
 	v = waitStatus(t, s, acc.Key, e2, "delivered", 2)
 	if *v.Delivered != "webhook" || v.Attempts[0].OK || !strings.Contains(v.Attempts[0].Error, "not acked") || v.Attempts[1].Channel != "webhook" {
 		t.Fatalf("%+v", v)
@@ -310,6 +315,30 @@ func TestAckTimeoutMovesOnToTheWebhook(t *testing.T) {
 	if rc.count() != 1 {
 		t.Fatalf("%d webhook requests", rc.count())
 	}
+	c.pingPong() // no second copy of e2 came on the socket
+}
+
+// A connection that did not ask for acks (every OpenMail client) is never
+// subject to the ack timeout: the write is the success.
+func TestAckTimeoutSparesConnectionsThatDoNotAck(t *testing.T) {
+	s := testserver.Start(t, schedule(0, 100*ms), func(c *app.Config) { c.AckTimeout = 200 * ms })
+	acc := s.NewAccount("a")
+	rc := newReceiver(t, status(200))
+	in, _ := inboxWithHook(t, s, acc.Key, "agent", rc.URL)
+	c := dialWS(t, s, acc.Key)
+	c.subscribe()
+	e := s.Inbound(acc.Key, in, "hello")
+	if got := c.event(); got["event_id"] != e {
+		t.Fatal(got)
+	}
+	v := waitStatus(t, s, acc.Key, e, "delivered", 1)
+	if *v.Delivered != "websocket" || len(v.Attempts) != 1 || !v.Attempts[0].OK {
+		t.Fatalf("%+v", v)
+	}
+	testserver.Never(t, 500*ms, "a second attempt after the ack timeout", func() bool {
+		v := getEvent(t, s, acc.Key, e)
+		return v.Status != "delivered" || len(v.Attempts) != 1 || rc.count() != 0
+	})
 }
 
 // A minimal WebSocket client for these tests (gorilla/websocket).
@@ -349,6 +378,24 @@ func (c *wsc) subscribe() {
 	c.send(map[string]string{"type": "subscribe"})
 	if m := c.read(); m["type"] != "subscribed" {
 		c.t.Fatalf("got %v", m)
+	}
+}
+
+// subscribeAck subscribes to everything as a connection that acks.
+func (c *wsc) subscribeAck() {
+	c.t.Helper()
+	c.send(map[string]any{"type": "subscribe", "ack": true})
+	if m := c.read(); m["type"] != "subscribed" {
+		c.t.Fatalf("got %v", m)
+	}
+}
+
+// pingPong checks that the next frame after a ping is its pong.
+func (c *wsc) pingPong() {
+	c.t.Helper()
+	c.send(map[string]string{"type": "ping"})
+	if m := c.read(); m["type"] != "pong" {
+		c.t.Fatalf("got %v, want the pong", m)
 	}
 }
 

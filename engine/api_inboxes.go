@@ -197,7 +197,7 @@ func (s *Server) deleteInbox(w http.ResponseWriter, r *req) error {
 	if _, err := s.deps.DB.DeleteInbox(r.accountID, id); err != nil {
 		return mapStoreErr(err, "inbox "+id)
 	}
-	s.hub.inboxDeleted(r.accountID, id)
+	s.hub.InboxDeleted(r.accountID, id)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

@@ -381,7 +381,7 @@ func (s *Server) adminRevokeKey(w http.ResponseWriter, r *req) error {
 	if err != nil {
 		return mapStoreErr(err, "api key "+id)
 	}
-	n := s.hub.keyRevoked(k.ID)
+	n := s.hub.KeyRevoked(k.ID)
 	s.log.Info("api key revoked", "account", k.AccountID, "key", k.ID, "websockets_closed", n)
 	w.WriteHeader(http.StatusNoContent)
 	return nil

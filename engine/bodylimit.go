@@ -185,7 +185,7 @@ func (p *limitProcessor) refuse(parser *nbhttp.Parser) {
 
 // lingerClose half-closes c (our FIN goes after the answer already
 // written) and discards what the client still sends until it closes or
-// closeGrace passes. Closing at once with unread bytes would make the
+// lingerGrace passes. Closing at once with unread bytes would make the
 // kernel send a reset that can destroy the answer before the client reads
 // it.
 func lingerClose(c net.Conn) {
@@ -198,7 +198,7 @@ func lingerClose(c net.Conn) {
 	if rc, err := nbc.SyscallConn(); err == nil {
 		_ = rc.Control(func(fd uintptr) { _ = syscall.Shutdown(int(fd), syscall.SHUT_WR) })
 	}
-	_ = nbc.SetReadDeadline(time.Now().Add(closeGrace))
+	_ = nbc.SetReadDeadline(time.Now().Add(lingerGrace))
 }
 
 // nbioConn unwraps the nbio connection under an nbhttp one.

@@ -32,6 +32,7 @@ const (
 	codeTooLarge         = "payload_too_large"  // 413
 	codeUnsupportedType  = "unsupported_media_type"
 	codeInvalidValue     = "invalid_value"  // 422 well-formed but unacceptable
+	codeRateLimited      = "rate_limited"   // 429 (with Retry-After)
 	codeWebhookFailed    = "webhook_failed" // 502 test webhook did not answer 2xx
 	codeDraining         = "draining"       // 503 shutting down
 	codeInternal         = "internal"       // 500
@@ -41,19 +42,4 @@ var (
 	errUnauthorized = errf(http.StatusUnauthorized, codeUnauthorized, "missing or invalid API key (use Authorization: Bearer <key>)")
 	errDraining     = errf(http.StatusServiceUnavailable, codeDraining, "server is shutting down")
 	errInternal     = errf(http.StatusInternalServerError, codeInternal, "internal error")
-)
-
-// WebSocket close codes (PROTOCOL.md §8). 4xxx carry reconnect semantics:
-// 4001 stop (fix the key), 4008/4029 back off; 1001 reconnect elsewhere.
-const (
-	closeNormal         = 1000
-	closeGoingAway      = 1001 // shutdown
-	closeProtocolError  = 1002 // RFC 6455 violation
-	closeUnsupported    = 1003
-	closeInvalidPayload = 1007 // text frame not UTF-8
-	closePolicy         = 1008 // slow consumer
-	closeTooBig         = 1009 // frame or message over --ws-max-frame
-	closeUnauthorized   = 4001
-	closeTooManyConns   = 4008
-	closeRateLimited    = 4029
 )

@@ -16,6 +16,7 @@ import (
 	"github.com/lesismal/nbio/nbhttp"
 
 	"github.com/mailwire/mailwire/delivery"
+	"github.com/mailwire/mailwire/engine/ws"
 	"github.com/mailwire/mailwire/ingest"
 	"github.com/mailwire/mailwire/store"
 )
@@ -33,8 +34,15 @@ type Config struct {
 	// AllowPrivateWebhooks lets webhook URLs point at loopback/private
 	// addresses (development and tests).
 	AllowPrivateWebhooks bool
-	// WS configures the WebSocket endpoint.
-	WS WSConfig
+	// WS configures the WebSocket endpoint (its Metrics and Logger are
+	// the engine's).
+	WS ws.Config
+	// AuthFailureBurst is how many failed WebSocket authentications one
+	// client address may make per AuthFailureWindow before its upgrades
+	// are answered 429 with Retry-After (PROTOCOL.md §1). Default 5 per
+	// 10s.
+	AuthFailureBurst  int
+	AuthFailureWindow time.Duration
 	// IdleTimeout is the deadline for an HTTP request to arrive whole on a
 	// connection (and for a kept-alive connection to stay idle); a slowly
 	// trickled request is dropped at it. Default 60s.
@@ -54,18 +62,6 @@ type Config struct {
 	Version string
 }
 
-// WSConfig configures /v1/ws (PROTOCOL.md §1, §2, §8).
-type WSConfig struct {
-	PingInterval       time.Duration // server ping period; default 30s
-	PongTimeout        time.Duration // close when the pong is this late; default 10s
-	MaxConnsPerAccount int           // default 10
-	RateFrames         int           // client frames per RateWindow; default 30
-	RateWindow         time.Duration // default 10s
-	MaxFrame           int           // largest client frame/message in bytes; default 64 KiB
-	MaxPending         int           // unsent bytes per connection before close 1008; default 1 MiB
-	ReplayLimit        int           // most events replayed per last_event_id; default 100
-}
-
 func (c *Config) setDefaults() {
 	if c.Addr == "" {
 		c.Addr = "127.0.0.1:8080"
@@ -73,30 +69,11 @@ func (c *Config) setDefaults() {
 	if c.MaxMessageSize <= 0 {
 		c.MaxMessageSize = 25 << 20
 	}
-	w := &c.WS
-	if w.PingInterval <= 0 {
-		w.PingInterval = 30 * time.Second
+	if c.AuthFailureBurst <= 0 {
+		c.AuthFailureBurst = 5
 	}
-	if w.PongTimeout <= 0 {
-		w.PongTimeout = 10 * time.Second
-	}
-	if w.MaxConnsPerAccount <= 0 {
-		w.MaxConnsPerAccount = 10
-	}
-	if w.RateFrames <= 0 {
-		w.RateFrames = 30
-	}
-	if w.RateWindow <= 0 {
-		w.RateWindow = 10 * time.Second
-	}
-	if w.MaxFrame <= 0 {
-		w.MaxFrame = 64 << 10
-	}
-	if w.MaxPending <= 0 {
-		w.MaxPending = 1 << 20
-	}
-	if w.ReplayLimit <= 0 {
-		w.ReplayLimit = 100
+	if c.AuthFailureWindow <= 0 {
+		c.AuthFailureWindow = 10 * time.Second
 	}
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = httpKeepalive
@@ -126,10 +103,11 @@ type Server struct {
 	log  *slog.Logger
 	m    *emetrics
 
-	nb     *nbhttp.Engine
-	pool   *workPool
-	router *router
-	hub    *hub
+	nb       *nbhttp.Engine
+	pool     *workPool
+	router   *router
+	hub      *ws.Hub
+	throttle *authThrottle
 
 	// handoff orders a connection's setup (done by nbhttp's accept
 	// goroutine) before its first read on the poller goroutine, in a way
@@ -148,7 +126,10 @@ func New(cfg Config, deps Deps) *Server {
 	cfg.setDefaults()
 	s := &Server{cfg: cfg, deps: deps, log: cfg.Logger.With("component", "engine")}
 	s.m = newEngineMetrics(cfg.Metrics)
-	s.hub = newHub(s)
+	wcfg := cfg.WS
+	wcfg.Metrics, wcfg.Logger = cfg.Metrics, cfg.Logger
+	s.hub = ws.New(wcfg, wsBackend{db: deps.DB, d: deps.Delivery})
+	s.throttle = newAuthThrottle(cfg.AuthFailureBurst, cfg.AuthFailureWindow, s.log)
 	s.router = s.routes()
 	maxBody := s.maxInboundBody()
 	s.pool = newWorkPool(handlerWorkers, handlerIdle, s.log)
@@ -202,7 +183,7 @@ func (s *Server) Start() error {
 	addr := ln.Addr().String()
 	s.addr.Store(&addr)
 	s.started.Store(true)
-	s.hub.start()
+	s.hub.Start()
 	s.log.Info("serving HTTP and WebSockets", "addr", addr)
 	return nil
 }
@@ -222,7 +203,7 @@ func (s *Server) Drain() {
 	if s.draining.Swap(true) {
 		return
 	}
-	s.hub.closeAll(closeGoingAway, "server shutting down")
+	s.hub.Drain()
 }
 
 // Shutdown drains, waits for WebSockets to go (up to ctx) and stops the
@@ -234,8 +215,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if !s.started.Load() {
 			return
 		}
-		s.hub.waitEmpty(ctx)
-		s.hub.stop()
+		s.hub.WaitEmpty(ctx)
+		s.hub.Stop()
 		err = s.nb.Shutdown(ctx)
 		if errors.Is(err, context.DeadlineExceeded) {
 			err = fmt.Errorf("cannot close every connection in time: %w", err)
@@ -264,7 +245,5 @@ func (s *Server) onData(c *nbio.Conn, data []byte) {
 // onWritten is nbio's written-bytes callback: it settles the unsent-bytes
 // count of WebSocket connections.
 func (s *Server) onWritten(c *nbio.Conn, _ []byte, n int) {
-	if wc, ok := c.Session().(*wsConn); ok {
-		wc.pending.Add(-int64(n))
-	}
+	ws.OnWritten(c, n)
 }

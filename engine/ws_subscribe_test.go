@@ -226,9 +226,14 @@ func TestWSBadFramesKeepConnectionAndSubscription(t *testing.T) {
 	}
 	c.expectError("binary frames are not supported")
 
-	// Unknown fields are ignored (forward compatibility).
-	c.sendText(`{"type":"ping","future_field":true}`)
-	c.expect("pong")
+	// Fields that do not belong to the frame type make it a bad frame
+	// (an unsubscribe with event_types used to unsubscribe everything; a
+	// misspelt field used to be ignored).
+	f(`{"type":"ping","future_field":true}`, `ping takes no fields, not "future_field"`)
+	f(`{"type":"unsubscribe","event_types":["message.received"]}`, `unsubscribe takes only inbox_ids, not "event_types"`)
+	f(`{"type":"subscribe","inboxIds":["inb_01M8C9RB9X5V865CKTKNCS7WF4"]}`, `subscribe takes only inbox_ids, event_types, last_event_id, ack, not "inboxIds"`)
+	f(`{"type":"ack","event_id":"evt_01M8C9RB9X5V865CKTKNCS7WF4","inbox_ids":[]}`, `ack takes only event_id, not "inbox_ids"`)
+	f(`{"type":"subscribe","ack":"yes"}`, `"ack" must be a boolean`)
 
 	// The subscription is unchanged: events still arrive.
 	e := s.Inbound(acc.Key, in, "still here")

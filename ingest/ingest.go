@@ -39,12 +39,13 @@ var (
 	ErrInvalid = errors.New("invalid message")
 )
 
-// Sink receives events around their durable write. delivery.Dispatcher
-// implements it.
+// Sink makes event ids and receives the events around their durable
+// write. delivery.Dispatcher implements it.
 type Sink interface {
-	// Claim is called before the batch holding these events is committed:
-	// nothing may deliver or replay them until Committed.
-	Claim(evtIDs []string)
+	// NewEvents returns a fresh event id for each account, claimed for a
+	// commit about to happen: nothing may deliver or replay them until
+	// Committed. Ids are made in the order the sink delivers them.
+	NewEvents(accountIDs []string) []string
 	// Committed is called after the commit returned; err != nil means the
 	// events were not stored.
 	Committed(evts []store.Event, err error)
@@ -258,12 +259,37 @@ func (s *Service) store(rcpts []Recipient, raw []byte, p *mailparse.Message, ide
 	refs := threadRefs(p)
 	items := make([]store.Inbound, 0, len(rcpts))
 	results := make([]Result, 0, len(rcpts))
-	evtIDs := make([]string, 0, len(rcpts))
-	for _, r := range rcpts {
+	threads := make([]string, len(rcpts))
+	accounts := make([]string, len(rcpts))
+	for i, r := range rcpts {
 		thread, err := s.db.ThreadOf(r.Inbox.ID, refs)
 		if err != nil {
 			return nil, fmt.Errorf("cannot resolve thread: %w", err)
 		}
+		threads[i], accounts[i] = thread, r.Inbox.AccountID
+	}
+	// Event ids are made last, right before the commit: the sink releases
+	// an account's events in id order, so a commit that waits on anything
+	// after its ids are made holds up the account's later events.
+	evtIDs := s.sink.NewEvents(accounts)
+	evts := make([]store.Event, len(rcpts))
+	for i := range evts {
+		evts[i] = store.Event{ID: evtIDs[i], AccountID: accounts[i]}
+	}
+	// From here on the sink hears of these events exactly once, whatever
+	// happens (a panic from the store included): an unreported claim
+	// would hold up the account's later events for good.
+	reported := false
+	defer func() {
+		if v := recover(); v != nil {
+			if !reported {
+				s.sink.Committed(evts, fmt.Errorf("cannot store message: %v", v))
+			}
+			panic(v)
+		}
+	}()
+	for i, r := range rcpts {
+		thread := threads[i]
 		if thread == "" {
 			thread = ids.NewAt(ids.Thread, now)
 		}
@@ -281,13 +307,15 @@ func (s *Service) store(rcpts []Recipient, raw []byte, p *mailparse.Message, ide
 		if msg.Attachments == nil {
 			msg.Attachments = []store.AttachmentMeta{}
 		}
-		ev := store.Event{ID: ids.NewAt(ids.Event, now), AccountID: r.Inbox.AccountID, InboxID: r.Inbox.ID, Type: EventMessageReceived, MessageID: msg.ID}
+		ev := store.Event{ID: evtIDs[i], AccountID: r.Inbox.AccountID, InboxID: r.Inbox.ID, Type: EventMessageReceived, MessageID: msg.ID}
 		ev.Head, ev.Tail = store.RenderMessageEvent(ev.ID, &msg)
 		res := Result{MessageID: msg.ID, EventID: ev.ID, ThreadID: thread}
 		item := store.Inbound{
 			Message: msg, Raw: raw, Attachments: atts, ThreadRefs: []string{rfcID},
 			Event: ev,
-			State: store.EventState{InboxID: r.Inbox.ID, Type: ev.Type, Status: store.StatusPending, NextAt: now.UnixMilli() + s.cfg.FirstDelay.Milliseconds()},
+			// The first attempt is due FirstDelay after the event's own time:
+			// the dispatcher computes the same due key.
+			State: store.EventState{InboxID: r.Inbox.ID, Type: ev.Type, Status: store.StatusPending, NextAt: ev.OccurredAt().UnixMilli() + s.cfg.FirstDelay.Milliseconds()},
 		}
 		if reply != nil {
 			*reply = mustJSON(res)
@@ -297,32 +325,17 @@ func (s *Service) store(rcpts []Recipient, raw []byte, p *mailparse.Message, ide
 		}
 		items = append(items, item)
 		results = append(results, res)
-		evtIDs = append(evtIDs, ev.ID)
 	}
-	evts := make([]store.Event, len(items))
 	for i := range items {
 		evts[i] = items[i].Event
 	}
-	s.sink.Claim(evtIDs)
-	err := s.storeClaimed(items, evts)
+	err := s.db.StoreInbound(items)
+	reported = true
+	s.sink.Committed(evts, err)
 	if err != nil {
 		return nil, err
 	}
 	return results, nil
-}
-
-// storeClaimed writes the items and reports the outcome to the sink in
-// every case, a panic from the store included (the claims must not leak).
-func (s *Service) storeClaimed(items []store.Inbound, evts []store.Event) (err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			s.sink.Committed(evts, fmt.Errorf("cannot store message: %v", v))
-			panic(v)
-		}
-	}()
-	err = s.db.StoreInbound(items)
-	s.sink.Committed(evts, err)
-	return err
 }
 
 // threadRefs lists the ids a message refers to, most specific first:

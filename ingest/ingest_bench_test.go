@@ -1,6 +1,7 @@
 package ingest_test
 
 import (
+	"github.com/mailwire/mailwire/internal/ids"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,7 +15,13 @@ import (
 // nopSink discards the events (no delivery).
 type nopSink struct{}
 
-func (nopSink) Claim([]string)                 {}
+func (nopSink) NewEvents(accounts []string) []string {
+	out := make([]string, len(accounts))
+	for i := range out {
+		out[i] = ids.New(ids.Event)
+	}
+	return out
+}
 func (nopSink) Committed([]store.Event, error) {}
 
 // BenchmarkDurableIngest stores small JSON inbound messages from many

@@ -154,6 +154,10 @@ type EventState struct {
 	// LastAckAt is the Unix millisecond time of the latest ack (an ack may
 	// reach the writer before the outcome of the attempt it acks).
 	LastAckAt int64
+	// PreferWebhook: the last attempt went to WebSockets that did not ack
+	// in time, so the next attempt goes to the webhook when one applies
+	// (PROTOCOL.md §6, ack timeout).
+	PreferWebhook bool
 }
 
 // Attempt is one delivery attempt as recorded.
@@ -271,25 +275,30 @@ type StoredEvent struct {
 	State EventState
 }
 
-// EventsAfter returns up to limit events of the account stored after
-// afterID (exclusive), oldest first, for which match(inbox, type) holds.
-// It examines at most scanLimit state records (0 = no limit) so that a
-// subscription matching little cannot scan the whole log.
-func (d *DB) EventsAfter(accountID, afterID string, limit, scanLimit int, match func(inbox, typ string) bool) ([]StoredEvent, error) {
+// EventsAfter returns up to limit events of the account with ids after
+// afterID and before beforeID (both exclusive; "" = no bound), oldest
+// first, for which match(inbox, type) holds (nil matches all). It examines
+// at most scanLimit state records (0 = no limit) so that a subscription
+// matching little cannot scan the whole log.
+func (d *DB) EventsAfter(accountID, afterID, beforeID string, limit, scanLimit int, match func(inbox, typ string) bool) ([]StoredEvent, error) {
 	pfx := prefixKey(pEventState + accountID)
 	lower := append(append([]byte(nil), pfx...), afterID...)
 	lower = append(lower, 0) // strictly after
+	upper := prefixEnd(pfx)
+	if beforeID != "" {
+		upper = append(append([]byte(nil), pfx...), beforeID...)
+	}
 	var found []StoredEvent
 	scanned := 0
 	var decErr error
-	err := d.scanRange(lower, prefixEnd(pfx), false, func(k, v []byte) bool {
+	err := d.scanRange(lower, upper, false, func(k, v []byte) bool {
 		scanned++
 		st, err := decodeState(v)
 		if err != nil {
 			decErr = err
 			return false
 		}
-		if match(st.InboxID, st.Type) {
+		if match == nil || match(st.InboxID, st.Type) {
 			found = append(found, StoredEvent{Event: Event{ID: string(k[len(pfx):])}, State: st})
 		}
 		return len(found) < limit && (scanLimit == 0 || scanned < scanLimit)

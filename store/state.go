@@ -8,7 +8,13 @@ import (
 // The stored form of EventState: a version byte, then the fields in order
 // as uvarints (integers) or length-prefixed strings. It is read and written
 // on every attempt, listing and replay, so it is binary rather than JSON.
-const stateFormat = 2 // 1: without LastAckAt
+const stateFormat = 3 // 1: without LastAckAt; 2: without the flags' PreferWebhook bit
+
+// The last byte holds flags (formats 1 and 2: only AwaitingAck, as 0 or 1).
+const (
+	flagAwaitingAck   = 1 << 0
+	flagPreferWebhook = 1 << 1
+)
 
 func encodeState(st EventState) []byte {
 	b := make([]byte, 0, 16+len(st.InboxID)+len(st.Type)+len(st.Status)+len(st.DeliveredVia)+5*8)
@@ -20,12 +26,14 @@ func encodeState(st EventState) []byte {
 	for _, n := range []int64{int64(st.Attempts), int64(st.CycleStart), st.NextAt, st.LastAt, st.AckedAt, st.LastAckAt} {
 		b = binary.AppendVarint(b, n)
 	}
+	var flags byte
 	if st.AwaitingAck {
-		b = append(b, 1)
-	} else {
-		b = append(b, 0)
+		flags |= flagAwaitingAck
 	}
-	return b
+	if st.PreferWebhook {
+		flags |= flagPreferWebhook
+	}
+	return append(b, flags)
 }
 
 func decodeState(b []byte) (EventState, error) {
@@ -63,6 +71,7 @@ func decodeState(b []byte) (EventState, error) {
 	st.InboxID, st.Type, st.Status, st.DeliveredVia = strs[0], strs[1], strs[2], strs[3]
 	st.Attempts, st.CycleStart = int(nums[0]), int(nums[1])
 	st.NextAt, st.LastAt, st.AckedAt, st.LastAckAt = nums[2], nums[3], nums[4], nums[5]
-	st.AwaitingAck = b[0] == 1
+	st.AwaitingAck = b[0]&flagAwaitingAck != 0
+	st.PreferWebhook = b[0]&flagPreferWebhook != 0
 	return st, nil
 }

@@ -32,15 +32,21 @@ type Filter struct {
 
 // Subscribe returns f with a subscribe frame applied.
 //
-// No inboxIDs (nil or empty) makes the inbox part "all" and clears the exclusion set. Otherwise,
-// under "all" the ids leave the exclusion set, and else they are added to the inbox set ("all"
-// absorbs specific ids). No types makes the type part "all types"; otherwise they are added to the
-// type set, unless it is already "all types". So a first subscribe with types only means all
-// inboxes, those types; with inbox ids only it means those inboxes, all types.
+// No inboxIDs (nil or empty) makes the inbox part "all"; an exclusion set it
+// already had is kept (PROTOCOL §4: only naming an inbox lifts its
+// exclusion). Otherwise, under "all" the ids leave the exclusion set, and
+// else they are added to the inbox set ("all" absorbs specific ids). No
+// types makes the type part "all types"; otherwise they are added to the
+// type set, unless it is already "all types". So a first subscribe with
+// types only means all inboxes, those types; with inbox ids only it means
+// those inboxes, all types.
 func (f Filter) Subscribe(inboxIDs, types []string) Filter {
 	switch {
 	case len(inboxIDs) == 0:
-		f.allInboxes, f.inboxes, f.excluded = true, nil, nil
+		if !f.allInboxes {
+			f.excluded = nil
+		}
+		f.allInboxes, f.inboxes = true, nil
 	case f.allInboxes:
 		f.excluded = difference(f.excluded, normalize(inboxIDs))
 	default:
@@ -55,24 +61,32 @@ func (f Filter) Subscribe(inboxIDs, types []string) Filter {
 	return f
 }
 
-// Unsubscribe returns f with an unsubscribe frame applied, and the inboxes the unsubscribed frame
-// reports.
+// Unsubscribe returns f with an unsubscribe frame applied, and the inboxes it removed (what the
+// unsubscribed frame reports).
 //
 // No inboxIDs (nil or empty) clears everything: nf is the zero Filter and removed is nil (the
 // frame says []). Otherwise, under "all" the ids join the exclusion set (so "stop sending me inbox
-// X" holds), and else they leave the inbox set; an inbox set left empty matches nothing, so nf is
-// the zero Filter. removed is then the given ids, sorted and deduplicated, in a fresh slice the
-// caller owns.
+// X" holds) and removed lists those that were not excluded already; else they leave the inbox set
+// and removed lists those that were in it. An inbox set left empty matches nothing, so nf is the
+// zero Filter. removed is sorted and deduplicated, in a fresh slice the caller owns (nil when
+// nothing was removed).
 func (f Filter) Unsubscribe(inboxIDs []string) (nf Filter, removed []string) {
 	if len(inboxIDs) == 0 {
 		return Filter{}, nil
 	}
-	removed = normalize(inboxIDs)
+	ids := normalize(inboxIDs)
 	if f.allInboxes {
+		removed = difference(ids, f.excluded)
 		// union never returns its second argument, so removed stays the caller's alone.
-		f.excluded = union(f.excluded, removed)
+		f.excluded = union(f.excluded, ids)
 	} else {
-		f.inboxes = difference(f.inboxes, removed)
+		removed = intersection(ids, f.inboxes)
+		f.inboxes = difference(f.inboxes, ids)
+	}
+	if len(removed) == 0 {
+		removed = nil
+	} else {
+		removed = slices.Clone(removed)
 	}
 	return f.canonical(), removed
 }
@@ -210,6 +224,17 @@ func difference(a, b []string) []string {
 	out := make([]string, 0, len(a)-removed)
 	for _, x := range a {
 		if !contains(b, x) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// intersection returns the sorted set a ∩ b (possibly sharing a's array; callers clone it).
+func intersection(a, b []string) []string {
+	var out []string
+	for _, x := range a {
+		if contains(b, x) {
 			out = append(out, x)
 		}
 	}

@@ -92,9 +92,11 @@ func TestFilterSubscribe(t *testing.T) {
 	f(unsub(all, "x", "y").Subscribe(s("x"), nil), "inboxes=all-[y] types=all")
 	f(unsub(all, "x", "y").Subscribe(s("x", "y"), nil), "inboxes=all types=all")
 	f(unsub(all, "x").Subscribe(s("q"), nil), "inboxes=all-[x] types=all")
-	// Subscribing to all clears the exclusion set.
-	f(unsub(all, "x", "y").Subscribe(nil, nil), "inboxes=all types=all")
-	f(unsub(all, "x").Subscribe(nil, s("t1")), "inboxes=all types=all")
+	// A subscribe that names no inbox keeps the exclusion set: only naming an inbox lifts it
+	// (PROTOCOL §4; this used to clear it).
+	f(unsub(all, "x", "y").Subscribe(nil, nil), "inboxes=all-[x y] types=all")
+	f(unsub(all, "x").Subscribe(nil, s("t1")), "inboxes=all-[x] types=all")
+	f(unsub(all, "x").Subscribe(nil, s("t1")).Subscribe(s("x"), nil), "inboxes=all types=all")
 }
 
 func TestFilterUnsubscribe(t *testing.T) {
@@ -122,24 +124,24 @@ func TestFilterUnsubscribe(t *testing.T) {
 	// From a set.
 	f(abc, s("b"), "inboxes=[a c] types=[t1]", s("b"))
 	f(abc, s("c", "a", "c"), "inboxes=[b] types=[t1]", s("a", "c"))
-	// Ids not in the set change nothing but are still reported.
-	f(abc, s("z"), "inboxes=[a b c] types=[t1]", s("z"))
-	f(z, s("z"), "none", s("z"))
+	// Ids not in the set change nothing and are not reported (the frame names only what was removed).
+	f(abc, s("z"), "inboxes=[a b c] types=[t1]", nil)
+	f(z, s("z"), "none", nil)
 	// A set left empty matches nothing: the zero Filter.
 	f(abc, s("a", "b", "c"), "none", s("a", "b", "c"))
-	f(abc, s("c", "b", "a", "d"), "none", s("a", "b", "c", "d"))
+	f(abc, s("c", "b", "a", "d"), "none", s("a", "b", "c"))
 
 	// Under "all" the ids go into the exclusion set, and accumulate there.
 	f(all, s("b", "a", "b"), "inboxes=all-[a b] types=all", s("a", "b"))
 	f(unsub(all, "b"), s("a"), "inboxes=all-[a b] types=all", s("a"))
-	f(unsub(all, "b"), s("b"), "inboxes=all-[b] types=all", s("b"))
+	f(unsub(all, "b"), s("b"), "inboxes=all-[b] types=all", nil) // excluded already
 	f(z.Subscribe(nil, s("t1")), s("a"), "inboxes=all-[a] types=[t1]", s("a"))
 
 	// After unsubscribing from everything nothing is remembered: ids alone mean all types again.
 	f(unsub(abc).Subscribe(s("a"), nil), nil, "none", nil)
-	f(unsub(abc).Subscribe(s("a"), nil), s("b"), "inboxes=[a] types=all", s("b"))
+	f(unsub(abc).Subscribe(s("a"), nil), s("b"), "inboxes=[a] types=all", nil)
 	// Nor after a set was emptied (the zero Filter is the only "matches nothing").
-	f(unsub(abc, "a", "b", "c").Subscribe(s("d"), nil), s("z"), "inboxes=[d] types=all", s("z"))
+	f(unsub(abc, "a", "b", "c").Subscribe(s("d"), nil), s("z"), "inboxes=[d] types=all", nil)
 }
 
 func TestFilterWithoutInbox(t *testing.T) {

@@ -483,8 +483,10 @@ func (r refFilter) subscribe(ids, types []string) refFilter {
 	}
 	switch {
 	case len(ids) == 0:
+		if !n.allInboxes { // from a set to all; an exclusion set is kept
+			clear(n.inboxes)
+		}
 		n.allInboxes = true
-		clear(n.inboxes)
 	case n.allInboxes:
 		for _, id := range ids {
 			delete(n.inboxes, id)
@@ -506,21 +508,36 @@ func (r refFilter) subscribe(ids, types []string) refFilter {
 	return n
 }
 
-// unsubscribe returns the new model and whether it still matches anything.
-func (r refFilter) unsubscribe(ids []string) (refFilter, bool) {
+// unsubscribe returns the new model, whether it still matches anything, and the ids removed
+// (sorted, nil when none).
+func (r refFilter) unsubscribe(ids []string) (refFilter, bool, []string) {
 	if len(ids) == 0 {
-		return refFilter{}, false
+		return refFilter{}, false, nil
 	}
 	n := r
 	n.inboxes = maps.Clone(r.inboxes)
+	if n.inboxes == nil {
+		n.inboxes = map[string]bool{}
+	}
+	removed := map[string]bool{}
 	for _, id := range ids {
 		if r.allInboxes {
+			if !n.inboxes[id] {
+				removed[id] = true
+			}
 			n.inboxes[id] = true
 		} else {
+			if n.inboxes[id] {
+				removed[id] = true
+			}
 			delete(n.inboxes, id)
 		}
 	}
-	return n, n.allInboxes || len(n.inboxes) > 0
+	var rem []string
+	if len(removed) > 0 {
+		rem = slices.Sorted(maps.Keys(removed))
+	}
+	return n, n.allInboxes || len(n.inboxes) > 0, rem
 }
 
 func (r refFilter) withoutInbox(id string) (refFilter, bool) {
@@ -603,10 +620,11 @@ func TestIndexModel(t *testing.T) {
 				removed = r
 				return nf
 			})
-			if want := slices.Compact(slices.Sorted(slices.Values(ids))); !slices.Equal(removed, want) {
+			nf, ok, want := model[acc][conn].unsubscribe(ids)
+			if !slices.Equal(removed, want) {
 				t.Fatalf("op %d %s: removed %q, want %q", op, what, removed, want)
 			}
-			if nf, ok := model[acc][conn].unsubscribe(ids); ok {
+			if ok {
 				model[acc][conn] = nf
 			} else {
 				delete(model[acc], conn)

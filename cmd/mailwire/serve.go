@@ -16,6 +16,7 @@ import (
 
 	"github.com/mailwire/mailwire/delivery"
 	"github.com/mailwire/mailwire/engine"
+	"github.com/mailwire/mailwire/engine/ws"
 	"github.com/mailwire/mailwire/ingest"
 	"github.com/mailwire/mailwire/internal/app"
 	"github.com/mailwire/mailwire/store"
@@ -187,7 +188,7 @@ func run(ctx context.Context, c *serveConfig, log *slog.Logger, out *os.File) er
 		DataDir:     c.DataDir,
 		MailDomain:  c.MailDomain,
 		AdminToken:  c.AdminToken,
-		WS: engine.WSConfig{
+		WS: ws.Config{
 			PingInterval:       c.WSPingInterval,
 			PongTimeout:        c.WSPongTimeout,
 			MaxConnsPerAccount: c.WSMaxConnsPerAcct,

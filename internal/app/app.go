@@ -17,6 +17,7 @@ import (
 	"github.com/mailwire/mailwire/delivery"
 	"github.com/mailwire/mailwire/delivery/webhook"
 	"github.com/mailwire/mailwire/engine"
+	"github.com/mailwire/mailwire/engine/ws"
 	"github.com/mailwire/mailwire/ingest"
 	"github.com/mailwire/mailwire/store"
 )
@@ -32,7 +33,7 @@ type Config struct {
 	FS                  vfs.FS // nil: the OS filesystem (tests inject Pebble's)
 	MailDomain          string
 	AdminToken          string
-	WS                  engine.WSConfig
+	WS                  ws.Config
 	AckTimeout          time.Duration
 	RetrySchedule       []time.Duration
 	WebhookTimeout      time.Duration

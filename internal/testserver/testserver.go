@@ -230,6 +230,19 @@ func WaitFor(t testing.TB, timeout time.Duration, msg string, cond func() bool) 
 	}
 }
 
+// Never checks that cond stays false for d, polling it: the one honest way
+// to test that something does not happen (a retry that must not come).
+func Never(t testing.TB, d time.Duration, msg string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if cond() {
+			t.Fatalf("happened, but must not: %s", msg)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // EventStatus returns an event's status through the API.
 func (s *Server) EventStatus(key, evtID string) string {
 	s.t.Helper()

@@ -1,0 +1,350 @@
+package ws
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/lesismal/nbio"
+)
+
+// conn is one WebSocket connection: the nbio connection's session. It
+// holds no buffer while idle (the decoder's buffers exist only while a
+// frame or message is partial).
+//
+// Fields are grouped by who touches them:
+//   - set before the 101 is written, read-only afterwards;
+//   - poller: only nbio's poller goroutine (Parse), no lock;
+//   - mu: the write side, shared by dispatchers, command jobs, the
+//     heartbeat and the poller;
+//   - atomics: read anywhere.
+type conn struct {
+	nbc       *nbio.Conn
+	hub       *Hub
+	accountID string
+	keyID     string
+	openedAt  int64 // unix ns of the upgrade
+
+	// poller-only state.
+	dec       frameDecoder
+	rateStart int64 // start of the current rate window (unix ns)
+	rateCount int32
+
+	// keepaliveCleared is owned by the heartbeat goroutine.
+	keepaliveCleared bool
+
+	pending    atomic.Int64 // bytes handed to nbio and not yet written to the socket
+	pingSentAt atomic.Int64 // unix ns of the unanswered ping; 0 = none
+	lastPingAt atomic.Int64 // unix ns of the last ping (or of the open)
+	detached   atomic.Bool  // removed from the hub (closing or closed)
+	// acking: the connection subscribed with "ack": true (PROTOCOL.md §6);
+	// written under mu, read by pushes under mu or atomically.
+	acking atomic.Bool
+
+	mu struct {
+		sync.Mutex
+		// closing: close began (a close frame was queued, or the socket
+		// is gone). Nothing is written after it but the close frame.
+		closing bool
+		// holding: a subscribe (and its replay) is in progress; live
+		// frames wait in held so they follow the replay (PROTOCOL.md §6).
+		holding   bool
+		held      []heldFrame
+		heldBytes int
+		// replayed holds events a replay sent that were still in the
+		// delivery pipeline when it ended, with the attempt whose live
+		// push is then dropped (once; nil almost always).
+		replayed map[string]int
+	}
+}
+
+// heldFrame is a live frame waiting for a subscribe to end; its push
+// learns the frame's fate through tr (nil when the push already
+// succeeded on another connection).
+type heldFrame struct {
+	evtID   string
+	attempt int
+	frame   []byte
+	tr      *heldPush
+}
+
+// UnderlayerConn implements nbhttp.ParserCloser.
+func (c *conn) UnderlayerConn() net.Conn { return c.nbc }
+
+// CloseAndClean implements nbhttp.ParserCloser: nbio calls it once the
+// socket is closed, whoever closed it.
+func (c *conn) CloseAndClean(err error) {
+	if c.end(closeAbnormal) {
+		c.hub.m.dropped(err)
+	}
+	c.hub.open.Add(-1)
+}
+
+// end marks the connection closing (once) and undoes its registration:
+// held frames are resolved as not written, the connection leaves the
+// index and the registry, and the close is counted under code. It
+// reports whether this call did it (false: closing had begun).
+func (c *conn) end(code int) bool {
+	c.mu.Lock()
+	if c.mu.closing {
+		c.mu.Unlock()
+		return false
+	}
+	c.mu.closing = true
+	held := c.mu.held
+	c.mu.held, c.mu.heldBytes, c.mu.holding, c.mu.replayed = nil, 0, false, nil
+	c.mu.Unlock()
+	for _, hf := range held {
+		hf.tr.resolve(false, false)
+	}
+	c.hub.detach(c)
+	c.hub.m.closed(code)
+	return true
+}
+
+// close is the one way the server ends a connection: it ends it (see end)
+// and queues a close frame with code and reason, then gives the client
+// closeGrace to answer before nbio drops the socket. A frame queued behind
+// a slow consumer's backlog reaches the client only if it reads that far;
+// otherwise it sees the TCP connection end (1006 in most libraries).
+func (c *conn) close(code int, reason string) {
+	if !c.end(code) {
+		return
+	}
+	frame := appendFrame(nil, opClose, closePayload(code, reason))
+	// The close frame may pass MaxPending: it is a few bytes and the
+	// socket goes within closeGrace.
+	c.pending.Add(int64(len(frame)))
+	_, _ = c.nbc.Write(frame)
+	_ = c.nbc.SetReadDeadline(time.Now().Add(closeGrace))
+}
+
+// fail sends an error frame, then closes with code.
+func (c *conn) fail(code int, msg string) {
+	c.sendError(msg)
+	c.close(code, msg)
+}
+
+// writeResult is what writeLocked did with a frame.
+type writeResult uint8
+
+const (
+	wrote  writeResult = iota + 1
+	closed             // closing already: nothing may follow our close frame (RFC 6455 §5.5.1)
+	slow               // over MaxPending: the caller closes the connection (1008) after unlocking
+	failed             // nbio refused the write (the socket is going)
+)
+
+// writeLocked hands b to nbio, enforcing the unsent-bytes bound. Callers
+// hold c.mu, so frames keep their order.
+func (c *conn) writeLocked(b []byte) writeResult {
+	if c.mu.closing {
+		return closed
+	}
+	if c.pending.Load()+int64(c.mu.heldBytes)+int64(len(b)) > int64(c.hub.cfg.MaxPending) {
+		return slow
+	}
+	c.pending.Add(int64(len(b)))
+	if _, err := c.nbc.Write(b); err != nil {
+		return failed
+	}
+	return wrote
+}
+
+// send writes b (not under c.mu); over the bound the connection is closed
+// as a slow consumer. It reports whether b was accepted.
+func (c *conn) send(b []byte) bool {
+	c.mu.Lock()
+	r := c.writeLocked(b)
+	c.mu.Unlock()
+	if r == slow {
+		c.slowConsumer()
+	}
+	return r == wrote
+}
+
+func (c *conn) slowConsumer() {
+	c.hub.m.slow.Inc()
+	c.close(closePolicy, fmt.Sprintf("slow consumer: more than %d bytes unsent", c.hub.cfg.MaxPending))
+}
+
+// sendText sends a server text frame of the given kind (metrics label).
+func (c *conn) sendText(kind string, payload []byte) bool {
+	c.hub.m.frameOut(kind)
+	return c.send(appendFrame(make([]byte, 0, len(payload)+frameHeaderLen(len(payload))), opText, payload))
+}
+
+func (c *conn) sendError(msg string) { c.sendText("error", errorFrame(msg)) }
+
+// pushResult is what pushEvent did with a live frame.
+type pushResult uint8
+
+const (
+	pushWritten pushResult = iota + 1
+	pushHeld               // held until the subscribe in progress ends
+	pushFailed
+)
+
+// pushEvent writes (or, during a subscribe, holds) a live event frame.
+// A held frame registers with *trp, allocating it on first use.
+func (c *conn) pushEvent(evtID string, attempt int, frame []byte, trp **heldPush, done func(pushOutcome)) pushResult {
+	c.mu.Lock()
+	if c.mu.closing {
+		c.mu.Unlock()
+		return pushFailed
+	}
+	if c.mu.holding {
+		if len(c.mu.held) >= heldFramesMax || c.pending.Load()+int64(c.mu.heldBytes+len(frame)) > int64(c.hub.cfg.MaxPending) {
+			c.mu.Unlock()
+			c.slowConsumer()
+			return pushFailed
+		}
+		if *trp == nil {
+			*trp = newHeldPush(done)
+		}
+		(*trp).pending.Add(1)
+		c.mu.held = append(c.mu.held, heldFrame{evtID, attempt, frame, *trp})
+		c.mu.heldBytes += len(frame)
+		c.mu.Unlock()
+		return pushHeld
+	}
+	if n, ok := c.mu.replayed[evtID]; ok {
+		delete(c.mu.replayed, evtID)
+		if len(c.mu.replayed) == 0 {
+			c.mu.replayed = nil
+		}
+		if n == attempt {
+			c.mu.Unlock()
+			return pushWritten // the replay wrote this attempt's event here
+		}
+	}
+	r := c.writeLocked(frame)
+	c.mu.Unlock()
+	switch r {
+	case wrote:
+		return pushWritten
+	case slow:
+		c.slowConsumer()
+	}
+	return pushFailed
+}
+
+// Parse implements nbhttp.ParserCloser: nbio's poller hands it the bytes
+// it read. Complete frames go to onFrame; a protocol violation closes the
+// connection once the frames before it have been answered.
+func (c *conn) Parse(data []byte) error {
+	if ferr := c.dec.feed(data, c.onFrame); ferr != nil {
+		c.hub.m.frameIn("invalid")
+		if ferr.code == closeTooBig {
+			c.later(func() { c.fail(closeTooBig, ferr.msg) })
+		} else {
+			c.later(func() { c.close(ferr.code, ferr.msg) })
+		}
+	}
+	return nil
+}
+
+// later runs f after the commands already queued for this connection, so
+// that frames which arrived before a violation are answered first
+// (PROTOCOL.md §2).
+func (c *conn) later(f func()) { c.nbc.Execute(f) }
+
+// onFrame handles one control frame or one complete data message
+// (payload unmasked, valid only during the call).
+func (c *conn) onFrame(op byte, payload []byte) {
+	switch op {
+	case opPing:
+		c.send(appendFrame(make([]byte, 0, len(payload)+2), opPong, payload))
+	case opPong:
+		c.pingSentAt.Store(0)
+	case opClose:
+		c.onClose(payload)
+	default:
+		c.onMessage(op, payload)
+	}
+}
+
+// onClose answers a client's close frame and ends the connection.
+func (c *conn) onClose(payload []byte) {
+	c.dec.stop()
+	code := closeNoStatus
+	switch {
+	case len(payload) == 1:
+		c.later(func() { c.close(closeProtocolError, "close frame with a 1-byte payload") })
+		return
+	case len(payload) >= 2:
+		code = int(binary.BigEndian.Uint16(payload))
+		if !validCloseCode(code) {
+			c.later(func() { c.close(closeProtocolError, fmt.Sprintf("invalid close code %d", code)) })
+			return
+		}
+		if !utf8.Valid(payload[2:]) {
+			c.later(func() { c.close(closeProtocolError, "close reason is not UTF-8") })
+			return
+		}
+	}
+	var echo []byte
+	if code != closeNoStatus {
+		echo = append(echo, payload[:2]...)
+	}
+	// The client started the closing handshake (or answered ours): it
+	// reads nothing more, so commands still queued are dropped; the
+	// connection leaves the account's count at once (a client that closes
+	// and reconnects must not meet its own old connection at the cap).
+	// Echo its code and drop the socket: the handshake is complete.
+	if c.end(code) {
+		frame := appendFrame(nil, opClose, echo)
+		c.pending.Add(int64(len(frame)))
+		_, _ = c.nbc.Write(frame)
+	}
+	_ = c.nbc.Close()
+}
+
+// onMessage handles a complete data message on the poller: limits, then
+// the command runs in order on the task pool.
+func (c *conn) onMessage(op byte, msg []byte) {
+	if !c.allowFrame() {
+		c.hub.m.frameIn("invalid")
+		cfg := c.hub.cfg
+		c.dec.stop()
+		c.later(func() {
+			c.fail(closeRateLimited, fmt.Sprintf("rate limited: more than %d frames in %s", cfg.RateFrames, cfg.RateWindow))
+		})
+		return
+	}
+	if op == opBinary {
+		c.hub.m.frameIn("binary")
+		c.later(func() { c.sendError("binary frames are not supported: send JSON text frames") })
+		return
+	}
+	if !utf8.Valid(msg) {
+		c.hub.m.frameIn("invalid")
+		c.dec.stop()
+		c.later(func() { c.close(closeInvalidPayload, "text frame is not valid UTF-8") })
+		return
+	}
+	cmd := append([]byte(nil), msg...)
+	c.later(func() { c.handleCommand(cmd) })
+}
+
+// allowFrame counts a client data message against the rate limit (a fixed
+// window per connection).
+func (c *conn) allowFrame() bool {
+	cfg := &c.hub.cfg
+	now := time.Now().UnixNano()
+	if now-c.rateStart >= int64(cfg.RateWindow) {
+		c.rateStart, c.rateCount = now, 0
+	}
+	c.rateCount++
+	return int(c.rateCount) <= cfg.RateFrames
+}
+
+func (c *conn) isClosing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mu.closing
+}
