@@ -15,8 +15,11 @@ build:
 run: build
 	$(BIN)/mailwire serve --dev
 
+# The independent clients the tests drive (Python websockets, swaks,
+# smtp-source, promtool, chromium) are installed first if missing.
 test: vet
-	$(GO) test -race -count=1 -timeout 20m ./...
+	scripts/test-deps
+	MAILWIRE_REQUIRE_TOOLS=1 $(GO) test -race -count=1 -timeout 20m ./...
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

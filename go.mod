@@ -69,3 +69,5 @@ require (
 	golang.org/x/text v0.43.0 // indirect
 	google.golang.org/protobuf v1.33.0 // indirect
 )
+
+replace github.com/lesismal/nbio => ./third_party/nbio

@@ -308,7 +308,7 @@ func (s *Service) store(rcpts []Recipient, raw []byte, p *mailparse.Message, ide
 			msg.Attachments = []store.AttachmentMeta{}
 		}
 		ev := store.Event{ID: evtIDs[i], AccountID: r.Inbox.AccountID, InboxID: r.Inbox.ID, Type: EventMessageReceived, MessageID: msg.ID}
-		ev.Head, ev.Tail = store.RenderMessageEvent(ev.ID, &msg)
+		ev.Head, ev.Tail = s.db.RenderEvent(ev.ID, &msg)
 		res := Result{MessageID: msg.ID, EventID: ev.ID, ThreadID: thread}
 		item := store.Inbound{
 			Message: msg, Raw: raw, Attachments: atts, ThreadRefs: []string{rfcID},

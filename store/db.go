@@ -32,6 +32,9 @@ type Options struct {
 	CacheBytes int64
 	// Logger receives Pebble's log lines; nil means slog.Default().
 	Logger *slog.Logger
+	// MaxEventBytes caps an event's frame (and webhook body) by cutting
+	// its bodies (RenderMessageEvent); 0 means DefaultMaxEventBytes.
+	MaxEventBytes int
 	// OnFatal is called when Pebble reports an unrecoverable error (a WAL
 	// write or sync failed: the disk can no longer be trusted to hold what
 	// we acknowledge). nil means: log it and exit the process with status
@@ -68,6 +71,8 @@ type DB struct {
 	inboxes *genCache[Inbox]  // by inbox id
 
 	group *groupCommitter // ingest's synced commits
+
+	maxEventBytes int
 
 	// stateMu orders delivery-state batches (read-modify-write, shared)
 	// against the deletion of events (inbox deletion and retention,
@@ -117,8 +122,12 @@ func Open(opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot open store in %s: %w", opts.Dir, err)
 	}
+	maxEvent := opts.MaxEventBytes
+	if maxEvent <= 0 {
+		maxEvent = DefaultMaxEventBytes
+	}
 	return &DB{pdb: pdb, log: log, keys: newGenCache[APIKey](keyCacheMax), inboxes: newGenCache[Inbox](inboxCacheMax),
-		group: newGroupCommitter(pdb)}, nil
+		group: newGroupCommitter(pdb), maxEventBytes: maxEvent}, nil
 }
 
 // Close flushes nothing extra (every acknowledged write is already synced)

@@ -194,8 +194,14 @@ func (d *DB) GetEvent(id string) (Event, error) {
 	if err := d.getJSON(key2(pMessage, e.MessageID), &m); err != nil {
 		return Event{}, fmt.Errorf("cannot read message %s of event %s: %w", e.MessageID, id, err)
 	}
-	e.Head, e.Tail = RenderMessageEvent(id, &m)
+	e.Head, e.Tail = d.RenderEvent(id, &m)
 	return e, nil
+}
+
+// RenderEvent renders the payload of message m's event within the
+// configured size cap (RenderMessageEvent).
+func (d *DB) RenderEvent(evtID string, m *Message) (head, tail []byte) {
+	return RenderMessageEvent(evtID, m, d.maxEventBytes)
 }
 
 // GetEventState returns the delivery state of an account's event.

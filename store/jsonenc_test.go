@@ -16,7 +16,9 @@ type refMessage struct {
 	Cc           []string        `json:"cc"`
 	Subject      string          `json:"subject"`
 	BodyText     string          `json:"body_text"`
+	BodyHTML     string          `json:"body_html,omitempty"`
 	Attachments  []refAttachment `json:"attachments"`
+	Truncated    bool            `json:"truncated,omitempty"`
 	ReceivedAt   string          `json:"received_at"`
 }
 
@@ -57,13 +59,13 @@ func checkEncoders(t testing.TB, s string) {
 		t.Fatalf("message record for %q:\n got %s\nwant %s", s, got, want)
 	}
 	at := time.Date(2026, 2, 24, 10, 5, 0, 12000000, time.UTC)
-	head, tail := RenderMessageEvent("evt_"+s, m)
+	head, tail := RenderMessageEvent("evt_"+s, m, 0)
 	got := (&Event{Head: head, Tail: tail}).AppendPayload(nil, 3, at)
 	want := stdJSON(t, refPayload{
 		Event: EventMessageReceived, EventID: "evt_" + s, OccurredAt: "2026-02-24T10:05:00.120Z",
 		DeliveredAt: "2026-02-24T10:05:00.012Z", Attempt: 3, InboxID: m.InboxID, ThreadID: m.ThreadID,
 		Message: refMessage{ID: m.ID, RFCMessageID: m.RFCMessageID, From: m.From, To: m.To, Cc: m.Cc,
-			Subject: s, BodyText: s, ReceivedAt: "2026-02-24T10:05:00.120Z",
+			Subject: s, BodyText: s, BodyHTML: s, ReceivedAt: "2026-02-24T10:05:00.120Z",
 			Attachments: []refAttachment{{s, "text/plain", 7, AttachmentURL(m.ID, s)}}},
 	})
 	if !bytes.Equal(got, want) {

@@ -21,18 +21,7 @@ import (
 
 // TestBinary builds the mailwire command and runs it as a user would.
 func TestBinary(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go command in PATH")
-	}
-	bin := filepath.Join(t.TempDir(), "mailwire")
-	build := exec.Command(goBin, "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := mailwireBinary(t)
 
 	t.Run("ServeDevAndSIGTERM", func(t *testing.T) { testServeDev(t, bin) })
 	t.Run("InvalidFlags", func(t *testing.T) {

@@ -27,17 +27,7 @@ import (
 // acknowledged (202) is stored and then delivered (RELIABILITY.md
 // invariants 1 and 6).
 func TestKill9UnderLoadLosesNothing(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and kills the binary")
-	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go command in PATH")
-	}
-	bin := filepath.Join(t.TempDir(), "mailwire")
-	if out, err := exec.Command(goBin, "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := mailwireBinary(t)
 	dataDir := filepath.Join(t.TempDir(), "data")
 	// Nobody listens at first: every attempt fails and is rescheduled, so
 	// all events are pending when the process dies.

@@ -40,6 +40,7 @@ type serveConfig struct {
 	WSMaxFrame          int
 	WSMaxPending        int
 	WSAckTimeout        time.Duration
+	MaxEventBytes       int
 	ReplayLimit         int
 	RetrySchedule       []time.Duration
 	WebhookTimeout      time.Duration
@@ -71,7 +72,9 @@ func serveFlags(c *serveConfig) *flag.FlagSet {
 	c.WSMaxFrame, c.WSMaxPending, c.MaxMessageSize = 64<<10, 1<<20, 25<<20
 	fs.Var(sizeValue{&c.WSMaxFrame}, "ws-max-frame", "largest client frame accepted (`size`, e.g. 64KiB); larger get close 1009")
 	fs.Var(sizeValue{&c.WSMaxPending}, "ws-max-pending", "unsent bytes allowed per connection (`size`) before it is closed as a slow consumer (1008)")
-	fs.DurationVar(&c.WSAckTimeout, "ws-ack-timeout", 0, "when set, an event written to WebSockets but not acked within it counts as a failed attempt")
+	fs.DurationVar(&c.WSAckTimeout, "ws-ack-timeout", 30*time.Second, "for connections that subscribed with \"ack\": true: an event not acked within it counts as a failed attempt and goes to the webhook next; 0 turns the extension off")
+	c.MaxEventBytes = store.DefaultMaxEventBytes
+	fs.Var(sizeValue{&c.MaxEventBytes}, "max-event-bytes", "largest event frame / webhook body (`size`); longer bodies are cut and the event marked truncated")
 	fs.IntVar(&c.ReplayLimit, "replay-limit", 100, "most events replayed for one last_event_id")
 	c.RetrySchedule = append([]time.Duration(nil), delivery.DefaultSchedule...)
 	fs.Var(scheduleValue{&c.RetrySchedule}, "retry-schedule", "comma-separated `delays` before each attempt, from the previous one; its length is the number of attempts")
@@ -116,6 +119,7 @@ func (c *serveConfig) validate() error {
 	check(c.WSMaxFrame >= 256 && c.WSMaxFrame <= 16<<20, "--ws-max-frame must be between 256 bytes and 16MiB")
 	check(c.WSMaxPending >= 4<<10, "--ws-max-pending must be at least 4KiB")
 	check(c.WSAckTimeout >= 0, "--ws-ack-timeout must not be negative")
+	check(c.MaxEventBytes >= 16<<10 && c.MaxEventBytes <= 64<<20, "--max-event-bytes must be between 16KiB and 64MiB")
 	check(c.ReplayLimit >= 1 && c.ReplayLimit <= 10000, "--replay-limit must be between 1 and 10000")
 	check(len(c.RetrySchedule) >= 1 && len(c.RetrySchedule) <= 100, "--retry-schedule needs 1 to 100 delays")
 	check(c.WebhookTimeout >= 100*time.Millisecond, "--webhook-timeout must be at least 100ms")
@@ -199,6 +203,7 @@ func run(ctx context.Context, c *serveConfig, log *slog.Logger, out *os.File) er
 			ReplayLimit:        c.ReplayLimit,
 		},
 		AckTimeout:          c.WSAckTimeout,
+		MaxEventBytes:       c.MaxEventBytes,
 		RetrySchedule:       c.RetrySchedule,
 		WebhookTimeout:      c.WebhookTimeout,
 		WebhookWorkers:      c.WebhookWorkers,

@@ -35,6 +35,7 @@ type Config struct {
 	AdminToken          string
 	WS                  ws.Config
 	AckTimeout          time.Duration
+	MaxEventBytes       int // 0: store.DefaultMaxEventBytes
 	RetrySchedule       []time.Duration
 	WebhookTimeout      time.Duration
 	WebhookWorkers      int
@@ -71,7 +72,7 @@ func Start(cfg Config) (*App, error) {
 			return nil, fmt.Errorf("cannot create data directory: %w", err)
 		}
 	}
-	db, err := store.Open(store.Options{Dir: cfg.DataDir, FS: cfg.FS, Logger: log})
+	db, err := store.Open(store.Options{Dir: cfg.DataDir, FS: cfg.FS, Logger: log, MaxEventBytes: cfg.MaxEventBytes})
 	if err != nil {
 		return nil, err
 	}
