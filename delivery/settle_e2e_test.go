@@ -1,7 +1,13 @@
 package delivery_test
 
 import (
+	"net"
+	"net/http"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/mailwire/mailwire/internal/app"
 	"github.com/mailwire/mailwire/internal/testserver"
@@ -83,4 +89,50 @@ func deliveredOnce(t *testing.T, s *testserver.Server, key, in string) string {
 	waitStatus(t, s, key, e, "delivered", 1)
 	_ = c.conn.Close()
 	return e
+}
+
+// PROTOCOL.md §8 and docs/OPERATIONS.md: while a shutdown drains (a
+// webhook attempt still in flight), the server keeps answering: /readyz
+// and new API calls and upgrades get 503 draining; the listener closes
+// only when the drain ends. (It used to close at once: connection
+// refused.)
+func TestDrainKeepsAnswering503(t *testing.T) {
+	s := testserver.Start(t)
+	acc := s.NewAccount("a")
+	release := make(chan struct{})
+	rc := newReceiver(t, func(_ int, w http.ResponseWriter) {
+		<-release
+		w.WriteHeader(200)
+	})
+	in, _ := inboxWithHook(t, s, acc.Key, "agent", rc.URL)
+	evt := s.Inbound(acc.Key, in, "in flight")
+	rc.waitHits(1) // the attempt is in flight, held by the receiver
+
+	stopped := make(chan struct{})
+	go func() { s.Stop(); close(stopped) }()
+	testserver.WaitFor(t, 5*time.Second, "readyz to say draining", func() bool {
+		code, body, _ := s.Do("GET", "/readyz", "", nil)
+		return code == http.StatusServiceUnavailable && strings.Contains(string(body), "draining")
+	})
+	if code, body, _ := s.Do("GET", "/v1/inboxes", acc.Key, nil); code != http.StatusServiceUnavailable || !strings.Contains(string(body), "draining") {
+		t.Fatalf("API call while draining: %d %s", code, body)
+	}
+	_, resp, err := websocket.DefaultDialer.Dial(s.WSURL, http.Header{"Authorization": {"Bearer " + acc.Key}})
+	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("upgrade while draining: %v %+v", err, resp)
+	}
+	select {
+	case <-stopped:
+		t.Fatal("the drain ended while an attempt was in flight")
+	default:
+	}
+	close(release)
+	<-stopped
+	if _, err := net.Dial("tcp", strings.TrimPrefix(s.URL, "http://")); err == nil {
+		t.Fatal("the listener is still open after the drain")
+	}
+	s.Restart()
+	if v := getEvent(t, s, acc.Key, evt); v.Status != "delivered" || *v.Delivered != "webhook" {
+		t.Fatalf("the in-flight attempt's outcome was not recorded: %+v", v)
+	}
 }

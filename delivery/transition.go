@@ -122,7 +122,7 @@ func (p policy) applyAttempt(st store.EventState, o *outcome, nowMs int64) (stor
 		st.Attempts = o.n
 	}
 	st.LastAt = o.startMs
-	st.PreferWebhook = false // it applied to this attempt only
+	st.PreferWebhook = false          // it applied to this attempt only
 	stale := o.cycle != st.CycleStart // redelivered while this attempt ran
 	switch {
 	case stale:

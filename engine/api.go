@@ -44,6 +44,7 @@ func (s *Server) routes() *router {
 
 	rt.add("POST /admin/v1/accounts", authAdmin, s.adminCreateAccount)
 	rt.add("GET /admin/v1/accounts", authAdmin, s.adminListAccounts)
+	rt.add("GET /admin/v1/accounts/{id}/api-keys", authAdmin, s.adminListKeys)
 	rt.add("POST /admin/v1/accounts/{id}/api-keys", authAdmin, s.adminCreateKey)
 	rt.add("DELETE /admin/v1/api-keys/{keyId}", authAdmin, s.adminRevokeKey)
 
@@ -78,11 +79,25 @@ func idParam(r *req, name, prefix, what string) (string, error) {
 	return v, nil
 }
 
+// quoteShort quotes client input for an error message: cut to 64 bytes,
+// invalid UTF-8 replaced, API keys never echoed (a key pasted where an id
+// belongs must not land in a client's logs or ours).
 func quoteShort(s string) string {
+	s = redactKeys(s)
 	if len(s) > 64 {
 		s = s[:64] + "…"
 	}
 	return `"` + strings.ToValidUTF8(s, "?") + `"`
+}
+
+var apiKeyRE = regexp.MustCompile(`om_[0-9A-Za-z]{4,}`)
+
+// redactKeys replaces everything shaped like an API key in s.
+func redactKeys(s string) string {
+	if !strings.Contains(s, "om_") {
+		return s
+	}
+	return apiKeyRE.ReplaceAllString(s, "om_…(an API key, not shown)")
 }
 
 // mapStoreErr turns store errors into API errors.

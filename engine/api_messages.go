@@ -321,6 +321,7 @@ type accountView struct {
 	ID        string `json:"id"`
 	Name      string `json:"name"`
 	APIKey    string `json:"apiKey,omitempty"`
+	KeyID     string `json:"keyId,omitempty"`
 	CreatedAt string `json:"createdAt"`
 }
 
@@ -335,12 +336,12 @@ func (s *Server) adminCreateAccount(w http.ResponseWriter, r *req) error {
 	if name == "" || len(name) > 200 || strings.ContainsAny(name, "\r\n") {
 		return errf(http.StatusUnprocessableEntity, codeInvalidValue, "name is required: one line of at most 200 characters")
 	}
-	acc, _, plain, err := s.deps.DB.CreateAccount(name)
+	acc, key, plain, err := s.deps.DB.CreateAccount(name)
 	if err != nil {
 		return err
 	}
-	s.log.Info("account created", "account", acc.ID)
-	return writeJSON(w, http.StatusCreated, accountView{ID: acc.ID, Name: acc.Name, APIKey: plain, CreatedAt: apiTime(acc.CreatedAt)})
+	s.log.Info("account created", "account", acc.ID, "key", key.ID)
+	return writeJSON(w, http.StatusCreated, accountView{ID: acc.ID, Name: acc.Name, APIKey: plain, KeyID: key.ID, CreatedAt: apiTime(acc.CreatedAt)})
 }
 
 func (s *Server) adminListAccounts(w http.ResponseWriter, r *req) error {
@@ -370,6 +371,35 @@ func (s *Server) adminCreateKey(w http.ResponseWriter, r *req) error {
 	}
 	s.log.Info("api key created", "account", id, "key", k.ID)
 	return writeJSON(w, http.StatusCreated, map[string]string{"id": k.ID, "apiKey": plain, "accountId": id, "createdAt": apiTime(k.CreatedAt)})
+}
+
+type keyView struct {
+	ID         string  `json:"id"`
+	AccountID  string  `json:"accountId"`
+	CreatedAt  string  `json:"createdAt"`
+	LastUsedAt *string `json:"lastUsedAt"`
+	Last4      string  `json:"last4"`
+}
+
+func (s *Server) adminListKeys(w http.ResponseWriter, r *req) error {
+	id, err := idParam(r, "id", ids.Account, "account")
+	if err != nil {
+		return err
+	}
+	keys, err := s.deps.DB.ListAPIKeys(id)
+	if err != nil {
+		return mapStoreErr(err, "account "+id)
+	}
+	out := list[keyView]{Data: make([]keyView, 0, len(keys)), Total: len(keys)}
+	for _, k := range keys {
+		v := keyView{ID: k.ID, AccountID: k.AccountID, CreatedAt: apiTime(k.CreatedAt), Last4: k.Last4}
+		if !k.LastUsedAt.IsZero() {
+			t := apiTime(k.LastUsedAt)
+			v.LastUsedAt = &t
+		}
+		out.Data = append(out.Data, v)
+	}
+	return writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) adminRevokeKey(w http.ResponseWriter, r *req) error {

@@ -31,7 +31,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 func (s *Server) writeErr(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *apiError
 	if !errors.As(err, &ae) {
-		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "error", err)
+		s.log.Error("request failed", "method", r.Method, "path", redactKeys(r.URL.Path), "error", err)
 		ae = errInternal
 	}
 	if ae.Status == http.StatusUnauthorized {

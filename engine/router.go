@@ -107,7 +107,7 @@ func (rt *router) match(method, path string) (_ *route, _ map[string]string, all
 // serveHTTP is the nbhttp handler: route, authenticate, run, account.
 func (s *Server) serveHTTP(w http.ResponseWriter, hr *http.Request) {
 	start := time.Now()
-	path := hr.URL.EscapedPath()
+	path := redactKeys(hr.URL.EscapedPath())
 	rt, params, allow := s.router.match(hr.Method, hr.URL.Path)
 	name := "unmatched"
 	var err error

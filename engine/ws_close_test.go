@@ -138,3 +138,28 @@ func TestWSExclusionsAndUnsubscribedAnswers(t *testing.T) {
 		t.Fatalf("unsubscribed %v, want only %s", got, x)
 	}
 }
+
+// A connection that acks every event (PROTOCOL.md §6, "ack": true) is not
+// rate limited for its acks: only acks of events it received are free;
+// any other frame counts.
+func TestWSAcksOfReceivedEventsAreNotRateLimited(t *testing.T) {
+	s := testserver.Start(t, func(c *app.Config) { c.WS.RateFrames, c.WS.RateWindow = 5, time.Hour })
+	acc := s.NewAccount("a")
+	in := s.NewInbox(acc.Key, "agent")
+	c := dialWS(t, s, acc.Key)
+	c.send(map[string]any{"type": "subscribe", "ack": true}) // frame 1
+	c.expect("subscribed")
+	for i := 0; i < 20; i++ {
+		e := s.Inbound(acc.Key, in, fmt.Sprint(i))
+		if got := c.expectEvent(); got != e {
+			t.Fatalf("got %s, want %s", got, e)
+		}
+		c.send(map[string]string{"type": "ack", "event_id": e})
+	}
+	for i := 0; i < 4; i++ { // frames 2-5
+		c.pingPong()
+	}
+	c.send(map[string]string{"type": "ack", "event_id": "evt_01M8C9RB9X5V865CKTKNCS7WF4"}) // no credit left: frame 6
+	c.expectError("rate limited")
+	c.expectClose(4029)
+}

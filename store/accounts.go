@@ -18,13 +18,22 @@ type Account struct {
 	CreatedAt time.Time `json:"createdAt"`
 }
 
-// APIKey is a stored API key: only the SHA-256 of the key is kept.
+// APIKey is a stored API key: only the SHA-256 of the key is kept, and
+// its last four characters so that a person can tell keys apart.
 type APIKey struct {
 	ID        string    `json:"id"`
 	AccountID string    `json:"accountId"`
 	Hash      []byte    `json:"hash"`
+	Last4     string    `json:"last4,omitempty"`
 	CreatedAt time.Time `json:"createdAt"`
+	// LastUsedAt is when the key last authenticated a request, to within
+	// keyUseResolution (zero: never, or before it was tracked).
+	LastUsedAt time.Time `json:"lastUsedAt,omitempty"`
 }
+
+// keyUseResolution is how stale a key's LastUsedAt may be: a key is
+// written back at most once per this period, never per request.
+const keyUseResolution = time.Minute
 
 func hashKey(key string) []byte {
 	h := sha256.Sum256([]byte(key))
@@ -50,7 +59,7 @@ func key2(prefix, id string) []byte { return append([]byte(prefix), id...) }
 
 func newKey(accountID string, now time.Time) (APIKey, string) {
 	plain := ids.NewAPIKey()
-	return APIKey{ID: ids.New(ids.APIKey), AccountID: accountID, Hash: hashKey(plain), CreatedAt: now}, plain
+	return APIKey{ID: ids.New(ids.APIKey), AccountID: accountID, Hash: hashKey(plain), Last4: plain[len(plain)-4:], CreatedAt: now}, plain
 }
 
 func putKey(b *pebble.Batch, k APIKey) {
@@ -156,7 +165,53 @@ func (d *DB) Authenticate(plain string) (APIKey, error) {
 	if subtle.ConstantTimeCompare(k.Hash, h) != 1 {
 		return APIKey{}, ErrNotFound
 	}
+	if now := time.Now().UTC(); now.Sub(k.LastUsedAt) >= keyUseResolution {
+		k.LastUsedAt = now
+		d.noteKeyUse(gen, ck, k)
+	}
 	return k, nil
+}
+
+// noteKeyUse records a key's LastUsedAt (not synced: it is a hint, and a
+// crash loses at most keyUseResolution of it) and refreshes the cache.
+func (d *DB) noteKeyUse(gen uint64, ck string, k APIKey) {
+	b := d.pdb.NewBatch()
+	_ = b.Set(key2(pKey, k.ID), mustJSON(k), nil)
+	d.ctl.Lock() // a revocation must not be undone by this write
+	if ok, err := d.has(key2(pKey, k.ID)); err == nil && ok {
+		_ = b.Commit(pebble.NoSync)
+	}
+	d.ctl.Unlock()
+	_ = b.Close()
+	d.keys.put(gen, ck, k)
+}
+
+// ListAPIKeys returns the account's keys in creation order; ErrNotFound
+// when the account does not exist.
+func (d *DB) ListAPIKeys(accountID string) ([]APIKey, error) {
+	if _, err := d.GetAccount(accountID); err != nil {
+		return nil, err
+	}
+	var out []APIKey
+	pfx := prefixKey(pAccountKeys + accountID)
+	var keyIDs []string
+	if err := d.scan(pfx, false, func(k, _ []byte) bool {
+		keyIDs = append(keyIDs, string(k[len(pfx):]))
+		return true
+	}); err != nil {
+		return nil, fmt.Errorf("cannot list api keys: %w", err)
+	}
+	for _, id := range keyIDs {
+		var k APIKey
+		if err := d.getJSON(key2(pKey, id), &k); err != nil {
+			if err == ErrNotFound {
+				continue // revoked meanwhile
+			}
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	return out, nil
 }
 
 // CountAccounts returns how many accounts exist.

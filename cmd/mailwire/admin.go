@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -18,6 +19,7 @@ const adminUsage = `Usage: mailwire admin [--server URL] [--admin-token T] COMMA
 Commands:
   accounts create NAME    create an account; prints its id and first API key (shown once)
   accounts list           list accounts
+  keys list ACCOUNT       list the API keys of account ACCOUNT (acc_...): ids, last 4 characters, last use
   keys create ACCOUNT     add an API key to account ACCOUNT (acc_...)
   keys revoke KEY         revoke API key KEY (key_...); its WebSockets close with 4001
 
@@ -30,13 +32,7 @@ func admin(args []string, out io.Writer) error {
 	server := fs.String("server", "http://127.0.0.1:8080", "the mailwire server `URL`")
 	token := fs.String("admin-token", "", "the server's admin `token`")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), adminUsage); fs.PrintDefaults() }
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return errUsage
-	}
-	if err := applyEnv(fs); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *token == "" {
@@ -49,28 +45,31 @@ func admin(args []string, out io.Writer) error {
 	case len(a) == 3 && a[0] == "accounts" && a[1] == "create":
 		method, path, body = http.MethodPost, "/admin/v1/accounts", map[string]string{"name": a[2]}
 	case len(a) == 2 && a[0] == "accounts" && a[1] == "list":
-		return adminListAll(strings.TrimRight(*server, "/"), *token, "/admin/v1/accounts", out)
+		return apiListAll(strings.TrimRight(*server, "/"), *token, "/admin/v1/accounts", out)
+	case len(a) == 3 && a[0] == "keys" && a[1] == "list":
+		return apiListAll(strings.TrimRight(*server, "/"), *token, "/admin/v1/accounts/"+url.PathEscape(a[2])+"/api-keys", out)
 	case len(a) == 3 && a[0] == "keys" && a[1] == "create":
 		method, path = http.MethodPost, "/admin/v1/accounts/"+url.PathEscape(a[2])+"/api-keys"
 	case len(a) == 3 && a[0] == "keys" && a[1] == "revoke":
 		method, path = http.MethodDelete, "/admin/v1/api-keys/"+url.PathEscape(a[2])
+	case len(a) == 0:
+		return fmt.Errorf("admin: a command is needed (see mailwire admin --help)")
 	default:
-		fs.Usage()
-		return errUsage
+		return fmt.Errorf("admin: unknown command or missing argument: %q (see mailwire admin --help)", strings.Join(a, " "))
 	}
-	return adminCall(strings.TrimRight(*server, "/"), *token, method, path, body, out)
+	return apiCall(strings.TrimRight(*server, "/"), *token, method, path, body, out)
 }
 
-// adminListAll fetches every page of a list (the API gives at most 100
+// apiListAll fetches every page of a list (the API gives at most 100
 // items per request) and prints them as one list.
-func adminListAll(server, token, path string, out io.Writer) error {
+func apiListAll(server, token, path string, out io.Writer) error {
 	var all struct {
 		Data  []json.RawMessage `json:"data"`
 		Total int               `json:"total"`
 	}
 	all.Data = []json.RawMessage{}
 	for {
-		data, status, err := adminDo(server, token, http.MethodGet, fmt.Sprintf("%s?limit=100&offset=%d", path, len(all.Data)), nil)
+		data, status, err := apiDo(server, token, http.MethodGet, fmt.Sprintf("%s?limit=100&offset=%d", path, len(all.Data)), nil)
 		if err != nil {
 			return err
 		}
@@ -95,8 +94,10 @@ func adminListAll(server, token, path string, out io.Writer) error {
 	return err
 }
 
-func adminCall(server, token, method, path string, body any, out io.Writer) error {
-	data, status, err := adminDo(server, token, method, path, body)
+// apiCall sends one request and prints the answer (indented JSON, or "ok"
+// for 204).
+func apiCall(server, token, method, path string, body any, out io.Writer) error {
+	data, status, err := apiDo(server, token, method, path, body)
 	if err != nil {
 		return err
 	}
@@ -114,9 +115,12 @@ func adminCall(server, token, method, path string, body any, out io.Writer) erro
 	return err
 }
 
-// adminDo sends one request and returns the answer's body and status; an
+// keyShaped matches an API key, which error messages never repeat.
+var keyShaped = regexp.MustCompile(`om_[0-9A-Za-z]{4,}`)
+
+// apiDo sends one request and returns the answer's body and status; an
 // answer of 300 or more is an error carrying the server's code and message.
-func adminDo(server, token, method, path string, body any) ([]byte, int, error) {
+func apiDo(server, token, method, path string, body any) ([]byte, int, error) {
 	var rd io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
@@ -141,6 +145,7 @@ func adminDo(server, token, method, path string, body any) ([]byte, int, error) 
 		return nil, 0, fmt.Errorf("cannot read the answer: %w", err)
 	}
 	if resp.StatusCode >= 300 {
+		path = keyShaped.ReplaceAllString(path, "om_…")
 		var e struct{ Error, Message string }
 		if json.Unmarshal(data, &e) == nil && e.Error != "" {
 			return nil, 0, fmt.Errorf("%s %s: %d %s: %s", method, path, resp.StatusCode, e.Error, e.Message)

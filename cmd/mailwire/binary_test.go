@@ -37,7 +37,8 @@ func TestBinary(t *testing.T) {
 	})
 	t.Run("UnknownFlag", func(t *testing.T) {
 		out, code := runBin(t, bin, "serve", "--no-such-flag")
-		if code != 1 || !strings.Contains(out, "no-such-flag") || !strings.Contains(out, "Usage: mailwire serve") {
+		// The error and a pointer to --help, not the whole usage.
+		if code != 1 || !strings.Contains(out, "no-such-flag") || !strings.Contains(out, "see mailwire serve --help") || strings.Contains(out, "Usage:") {
 			t.Fatalf("exit %d:\n%s", code, out)
 		}
 	})
@@ -66,7 +67,7 @@ func TestBinary(t *testing.T) {
 	})
 	t.Run("UnknownCommand", func(t *testing.T) {
 		out, code := runBin(t, bin, "frobnicate")
-		if code != 2 || !strings.Contains(out, "unknown command") || !strings.Contains(out, "Usage:") {
+		if code != 2 || !strings.Contains(out, "unknown command") || !strings.Contains(out, "see mailwire help") || strings.Contains(out, "Usage:") {
 			t.Fatalf("exit %d:\n%s", code, out)
 		}
 		if _, code := runBin(t, bin); code != 2 {

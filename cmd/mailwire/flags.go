@@ -4,14 +4,39 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 )
 
-// errUsage: the flag package already printed the problem and usage.
+// errUsage: the problem and the usage were printed already.
 var errUsage = errors.New("usage")
+
+// errHelp: --help was asked for and printed (exit 0).
+var errHelp = errors.New("help")
+
+// parseFlags parses args, then sets the flags not given from their
+// MAILWIRE_* variables. --help prints the usage (errHelp); a bad flag or
+// value returns its error with a pointer to --help, not the whole usage.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	usage, out := fs.Usage, fs.Output()
+	helped := false
+	fs.Usage = func() { helped = true }
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	fs.Usage = usage
+	fs.SetOutput(out)
+	switch {
+	case errors.Is(err, flag.ErrHelp) || (err == nil && helped):
+		fs.Usage()
+		return errHelp
+	case err != nil:
+		return fmt.Errorf("%s: %v (see %s --help)", fs.Name(), err, fs.Name())
+	}
+	return applyEnv(fs)
+}
 
 // envName is the environment variable of a flag (CONFIG.md).
 func envName(flagName string) string {

@@ -2,13 +2,16 @@
 //
 //	mailwire serve    run the server (HTTP API, /v1/ws, SMTP)
 //	mailwire admin    manage accounts and API keys through /admin/v1
-//	mailwire listen   stream events from /v1/ws as JSON lines (or forward them)
+//	mailwire listen   stream events from /v1/ws (print or forward them)
+//	mailwire trigger  send a test message to an inbox
+//	mailwire events   redeliver an event
 //	mailwire version  print the version
 //
 // See docs/OPERATIONS.md for every flag.
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 )
@@ -20,8 +23,10 @@ const usage = `mailwire — real-time email events over WebSockets and webhooks
 
 Usage:
   mailwire serve   [flags]   run the server (mailwire serve --help)
-  mailwire admin   [flags] accounts create NAME | accounts list | keys create ACCOUNT | keys revoke KEY
-  mailwire listen  [flags]   print events from /v1/ws as JSON lines (mailwire listen --help)
+  mailwire admin   [flags] accounts create NAME | accounts list | keys list ACCOUNT | keys create ACCOUNT | keys revoke KEY
+  mailwire listen  [flags]   print or forward events from /v1/ws (mailwire listen --help)
+  mailwire trigger [flags] --inbox ID   send a test message to an inbox through the inbound API
+  mailwire events  [flags] resend EVENT  redeliver an event (a new delivery cycle)
   mailwire version           print the version
 `
 
@@ -37,19 +42,25 @@ func main() {
 	case "admin":
 		err = admin(os.Args[2:], os.Stdout)
 	case "listen":
-		err = listen(os.Args[2:])
+		err = listen(os.Args[2:], os.Stdout, os.Stderr)
+	case "trigger":
+		err = trigger(os.Args[2:], os.Stdout)
+	case "events":
+		err = events(os.Args[2:], os.Stdout)
 	case "version", "--version", "-version":
 		fmt.Println("mailwire", version)
 	case "help", "--help", "-h", "-help":
 		fmt.Print(usage)
 	default:
-		fmt.Fprintf(os.Stderr, "mailwire: unknown command %q\n\n%s", os.Args[1], usage)
+		fmt.Fprintf(os.Stderr, "mailwire: unknown command %q (see mailwire help)\n", os.Args[1])
 		os.Exit(2)
 	}
-	if err != nil {
-		if err != errUsage {
-			fmt.Fprintln(os.Stderr, "mailwire:", err)
-		}
+	switch {
+	case err == nil, errors.Is(err, errHelp):
+	case errors.Is(err, errUsage):
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "mailwire:", err)
 		os.Exit(1)
 	}
 }

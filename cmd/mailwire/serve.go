@@ -155,17 +155,11 @@ func newLogger(level, format string) *slog.Logger {
 func serve(args []string) error {
 	var c serveConfig
 	fs := serveFlags(&c)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return errUsage
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("serve takes no arguments, got %q", fs.Args())
-	}
-	if err := applyEnv(fs); err != nil {
-		return err
+		return fmt.Errorf("serve takes no arguments, got %q (see mailwire serve --help)", fs.Args())
 	}
 	if err := c.validate(); err != nil {
 		return err
@@ -247,9 +241,9 @@ func devSetup(c *serveConfig, db *store.DB, ing *ingest.Service, httpAddr, smtpA
 	if err != nil {
 		return err
 	}
-	var key, inboxID string
+	var key, keyID, inboxID string
 	if n == 0 {
-		acc, _, plain, err := db.CreateAccount("dev")
+		acc, k, plain, err := db.CreateAccount("dev")
 		if err != nil {
 			return err
 		}
@@ -257,10 +251,10 @@ func devSetup(c *serveConfig, db *store.DB, ing *ingest.Service, httpAddr, smtpA
 		if err != nil {
 			return err
 		}
-		if err := os.WriteFile(keyPath, []byte(plain+"\n"+in.ID+"\n"), 0o600); err != nil {
+		if err := os.WriteFile(keyPath, []byte(plain+"\n"+in.ID+"\n"+k.ID+"\n"), 0o600); err != nil {
 			return fmt.Errorf("cannot save the dev key: %w", err)
 		}
-		key, inboxID = plain, in.ID
+		key, keyID, inboxID = plain, k.ID, in.ID
 	} else {
 		b, err := os.ReadFile(keyPath)
 		if err != nil {
@@ -272,6 +266,9 @@ func devSetup(c *serveConfig, db *store.DB, ing *ingest.Service, httpAddr, smtpA
 			return fmt.Errorf("%s is malformed", keyPath)
 		}
 		key, inboxID = parts[0], parts[1]
+		if len(parts) > 2 {
+			keyID = parts[2]
+		}
 	}
 	base := "http://" + httpAddr
 	in, err := db.InboxByMailbox("agent")
@@ -279,10 +276,14 @@ func devSetup(c *serveConfig, db *store.DB, ing *ingest.Service, httpAddr, smtpA
 	if err == nil {
 		addr = ing.Address(in)
 	}
+	keyNote := ""
+	if keyID != "" {
+		keyNote = "  (id " + keyID + ")"
+	}
 	fmt.Fprintf(out, `
 mailwire is running (dev mode).
 
-  API key:   %s
+  API key:   %s%s
   Inbox:     %s  <%s>
 
 Listen for events (in another terminal):
@@ -291,7 +292,7 @@ Listen for events (in another terminal):
 Send a message over HTTP:
   curl -s -X POST %s/v1/inboxes/%s/inbound -H 'Authorization: Bearer %s' \
     -H 'Content-Type: application/json' -d '{"from":"you@example.com","subject":"Hello","text":"It works."}'
-`, key, inboxID, addr, base, key, base, inboxID, key)
+`, key, keyNote, inboxID, addr, base, key, base, inboxID, key)
 	if smtpAddr != "" {
 		fmt.Fprintf(out, `
 Or over SMTP:

@@ -1,6 +1,7 @@
 package ws
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"net"
@@ -44,6 +45,11 @@ type conn struct {
 	// acking: the connection subscribed with "ack": true (PROTOCOL.md §6);
 	// written under mu, read by pushes under mu or atomically.
 	acking atomic.Bool
+	// ackCredit counts event frames written to the connection and not yet
+	// acked: an ack within it does not count against the rate limit (a
+	// client that acks every event would otherwise be closed with 4029
+	// above 3 events a second).
+	ackCredit atomic.Int64
 
 	mu struct {
 		sync.Mutex
@@ -307,7 +313,8 @@ func (c *conn) onClose(payload []byte) {
 // onMessage handles a complete data message on the poller: limits, then
 // the command runs in order on the task pool.
 func (c *conn) onMessage(op byte, msg []byte) {
-	if !c.allowFrame() {
+	free := op == opText && isAck(msg) && c.takeAckCredit()
+	if !free && !c.allowFrame() {
 		c.hub.m.frameIn("invalid")
 		cfg := c.hub.cfg
 		c.dec.stop()
@@ -341,6 +348,34 @@ func (c *conn) allowFrame() bool {
 	}
 	c.rateCount++
 	return int(c.rateCount) <= cfg.RateFrames
+}
+
+// takeAckCredit uses one ack credit, if there is one.
+func (c *conn) takeAckCredit() bool {
+	for {
+		n := c.ackCredit.Load()
+		if n <= 0 {
+			return false
+		}
+		if c.ackCredit.CompareAndSwap(n, n-1) {
+			return true
+		}
+	}
+}
+
+// isAck reports whether msg looks like an ack frame ({"type":"ack",...}
+// with any whitespace); it only decides how the frame is counted, the
+// command decoder still checks it.
+func isAck(msg []byte) bool {
+	i := bytes.Index(msg, []byte(`"type"`))
+	if i < 0 {
+		return false
+	}
+	rest := bytes.TrimLeft(msg[i+len(`"type"`):], " \t\r\n")
+	if len(rest) == 0 || rest[0] != ':' {
+		return false
+	}
+	return bytes.HasPrefix(bytes.TrimLeft(rest[1:], " \t\r\n"), []byte(`"ack"`))
 }
 
 func (c *conn) isClosing() bool {

@@ -138,6 +138,7 @@ func (h *Hub) Push(ev *store.Event, attempt int, at time.Time, done func(deliver
 			switch c.pushEvent(ev.ID, attempt, frame, &tr, done) {
 			case pushWritten:
 				res.Written++
+				c.ackCredit.Add(1)
 				if c.acking.Load() {
 					res.Acking++
 				}

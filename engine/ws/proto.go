@@ -193,6 +193,7 @@ func (c *conn) replay(from string, f subs.Filter) map[string]int {
 		if !c.send(encodeEventFrame(&ev.Event, attempt, now)) {
 			return replayed
 		}
+		c.ackCredit.Add(1)
 		replayed[ev.ID] = next
 		h.m.frameOut("replay")
 		h.m.replayed.Inc()
@@ -246,6 +247,7 @@ func (c *conn) endHold(replayed map[string]int) {
 		isSlow = r == slow
 		if r == wrote {
 			written++
+			c.ackCredit.Add(1)
 		}
 		results = append(results, res{hf.tr, r == wrote})
 	}

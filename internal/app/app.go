@@ -137,9 +137,11 @@ func (a *App) SMTPAddr() string {
 	return a.SMTP.Addr()
 }
 
-// Shutdown drains (readyz 503, WebSockets closed with 1001), stops SMTP
-// and HTTP, lets in-flight deliveries finish or persist, and closes the
-// store. It returns the first error.
+// Shutdown drains (PROTOCOL.md §8): /readyz, new API calls and upgrades
+// answer 503 while the HTTP listener stays open, WebSockets are closed
+// with 1001, SMTP stops taking mail, in-flight deliveries finish or
+// persist; only then does the HTTP listener close, and the store. It
+// returns the errors joined.
 func (a *App) Shutdown(ctx context.Context) error {
 	a.Engine.Drain()
 	return a.stop(ctx)
@@ -150,8 +152,8 @@ func (a *App) stop(ctx context.Context) error {
 	if a.SMTP != nil {
 		errs = append(errs, a.SMTP.Shutdown(ctx))
 	}
-	errs = append(errs, a.Engine.Shutdown(ctx))
 	errs = append(errs, a.Delivery.Shutdown(ctx))
+	errs = append(errs, a.Engine.Shutdown(ctx))
 	errs = append(errs, a.DB.Close())
 	return errors.Join(errs...)
 }
