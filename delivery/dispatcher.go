@@ -148,11 +148,13 @@ type Dispatcher struct {
 	hooks  *webhook.Client
 
 	flights *inflight
-	sched   *scheduler
-	w       *writer
-	pool    *hookPool
-	shards  []chan *job
-	seed    maphash.Seed
+	// releaseMu orders Committed calls (see there).
+	releaseMu sync.Mutex
+	sched     *scheduler
+	w         *writer
+	pool      *hookPool
+	shards    []chan *job
+	seed      maphash.Seed
 
 	targets struct {
 		mu  sync.Mutex
@@ -160,11 +162,19 @@ type Dispatcher struct {
 		m   map[string]hookTarget
 	}
 
-	stop     chan struct{}
-	closing  atomic.Bool
-	workers  sync.WaitGroup // dispatch workers, scheduler, webhook workers
-	writerWG sync.WaitGroup
-	once     sync.Once
+	stop       chan struct{}
+	closing    atomic.Bool
+	workers    sync.WaitGroup // dispatch workers, scheduler, webhook workers
+	writerWG   sync.WaitGroup
+	quiesce    sync.Once
+	quiesceErr error
+	once       sync.Once
+
+	// outbox guards sends to the writer against its end (see writer).
+	outbox struct {
+		sync.RWMutex
+		closed bool
+	}
 }
 
 type pusherBox struct{ p Pusher }
@@ -184,7 +194,7 @@ func New(db *store.DB, cfg Config) *Dispatcher {
 	}
 	d.targets.m = make(map[string]hookTarget)
 	d.sched = newScheduler(d, d.log)
-	d.w = &writer{d: d, in: make(chan *outcome, 4*writerBatchMax), log: d.log}
+	d.w = &writer{d: d, in: make(chan *outcome, 4*writerBatchMax), quit: make(chan struct{}), log: d.log}
 	d.pool = newHookPool(cfg.WebhookQueue, cfg.WebhookPerHost)
 	per := max(1, cfg.QueueSize/cfg.Workers)
 	for i := 0; i < cfg.Workers; i++ {
@@ -201,8 +211,13 @@ func (d *Dispatcher) SetPusher(p Pusher) { d.pusher.Store(&pusherBox{p}) }
 func (d *Dispatcher) now() time.Time { return d.cfg.Now() }
 
 // Start launches the writer, the scheduler, the dispatch and webhook
-// workers.
+// workers. On a read-only store (opened on a full disk) it starts nothing:
+// no attempt could be recorded, so none is made until the store reopens.
 func (d *Dispatcher) Start() {
+	if d.db.ReadOnly() {
+		d.log.Warn("the store is read-only: no delivery attempts until it reopens for writing")
+		return
+	}
 	d.writerWG.Add(1)
 	go func() { defer d.writerWG.Done(); d.w.run() }()
 	d.goWorker(func() { d.sched.run(d.stop) })
@@ -221,13 +236,14 @@ func (d *Dispatcher) goWorker(f func()) {
 	go func() { defer d.workers.Done(); f() }()
 }
 
-// Shutdown stops scheduling, lets in-flight attempts finish (webhook
-// requests are bounded by the webhook timeout) until ctx ends, records
-// their outcomes and returns. Events still queued stay in the due index
-// and resume at the next start. It is idempotent.
-func (d *Dispatcher) Shutdown(ctx context.Context) error {
-	var err error
-	d.once.Do(func() {
+// Quiesce stops making attempts: scheduling and dispatch end, and the
+// webhook requests in flight finish (bounded by the webhook timeout) until
+// ctx ends, their outcomes recorded. Acks, redelivers and the outcomes of
+// WebSocket frames still held are recorded until Shutdown. Events still
+// queued keep their due entries and resume at the next start. It is
+// idempotent.
+func (d *Dispatcher) Quiesce(ctx context.Context) error {
+	d.quiesce.Do(func() {
 		d.closing.Store(true)
 		close(d.stop)
 		d.pool.close()
@@ -236,12 +252,24 @@ func (d *Dispatcher) Shutdown(ctx context.Context) error {
 		select {
 		case <-done:
 		case <-ctx.Done():
-			err = fmt.Errorf("cannot finish in-flight deliveries: %w", ctx.Err())
+			d.quiesceErr = fmt.Errorf("cannot finish in-flight deliveries: %w", ctx.Err())
 			// Outcomes of attempts still running are lost; their events
 			// keep their due entries and are retried after restart.
 			<-done
 		}
-		close(d.w.in)
+	})
+	return d.quiesceErr
+}
+
+// Shutdown quiesces (see Quiesce), records the outcomes already handed in
+// and stops the writer. It is idempotent.
+func (d *Dispatcher) Shutdown(ctx context.Context) error {
+	err := d.Quiesce(ctx)
+	d.once.Do(func() {
+		d.outbox.Lock()
+		d.outbox.closed = true
+		d.outbox.Unlock()
+		close(d.w.quit)
 		d.writerWG.Wait()
 		d.hooks.Close()
 	})
@@ -282,6 +310,10 @@ func (d *Dispatcher) NewEvents(accountIDs []string) []string { return d.flights.
 // of one account are dispatched in id order: one whose earlier events are
 // still being stored waits for them (see inflight).
 func (d *Dispatcher) Committed(evts []store.Event, err error) {
+	// Releasing and queueing are one step: a commit report that returns
+	// later must not queue its account's (later) events first.
+	d.releaseMu.Lock()
+	defer d.releaseMu.Unlock()
 	released := d.flights.committed(evts, err == nil)
 	if err == nil {
 		d.m.stored.Add(len(evts))
@@ -338,21 +370,19 @@ func (d *Dispatcher) Redeliver(accountID, evtID string) error {
 }
 
 // submit passes an outcome to the writer; wait blocks until it is durable.
-func (d *Dispatcher) submit(o *outcome, wait bool) (err error) {
+func (d *Dispatcher) submit(o *outcome, wait bool) error {
 	if d.closing.Load() {
 		return ErrClosed
+	}
+	if d.db.ReadOnly() {
+		return store.ErrReadOnly // nothing runs on a read-only store (see Start)
 	}
 	if wait {
 		o.done = make(chan error, 1)
 	}
-	defer func() {
-		// The writer's channel closes at the end of Shutdown; a send racing
-		// with it is a late call, reported like any other.
-		if recover() != nil {
-			err = ErrClosed
-		}
-	}()
-	d.w.in <- o
+	if !d.post(o) {
+		return ErrClosed
+	}
 	if wait {
 		return <-o.done
 	}
@@ -444,7 +474,7 @@ func (d *Dispatcher) attempt(j *job) {
 		return
 	}
 	if pb := d.pusher.Load(); url == "" && pb != nil && pb.p != nil {
-		res, later := pb.p.Push(ev, o.n, now, func(r PushResult) { d.post(d.wsOutcome(o, now, r)) })
+		res, later := pb.p.Push(ev, o.n, now, func(r PushResult) { d.postSoon(d.wsOutcome(o, now, r)) })
 		if later {
 			return // the callback records the attempt once the held frames are resolved
 		}
@@ -489,11 +519,36 @@ func (d *Dispatcher) wsOutcome(o *outcome, start time.Time, r PushResult) *outco
 }
 
 // post hands an outcome to the writer. It may block while the writer is
-// behind (bounded by its queue); after Shutdown the outcome is dropped
-// (the event keeps its due entry and is retried at the next start).
-func (d *Dispatcher) post(o *outcome) {
-	defer func() { _ = recover() }() // the writer's channel is closed at the end of Shutdown
+// behind (bounded by its queue); after Shutdown the outcome is dropped (the
+// event keeps its due entry and is retried at the next start) and post
+// reports false.
+func (d *Dispatcher) post(o *outcome) bool {
+	d.outbox.RLock()
+	defer d.outbox.RUnlock()
+	if d.outbox.closed {
+		return false
+	}
 	d.w.in <- o
+	return true
+}
+
+// postSoon is post for callers that must not block (a held push resolved
+// on nbio's poller): when the writer's queue is full, the outcome is
+// handed over on a goroutine of its own.
+func (d *Dispatcher) postSoon(o *outcome) {
+	d.outbox.RLock()
+	if d.outbox.closed {
+		d.outbox.RUnlock()
+		return
+	}
+	select {
+	case d.w.in <- o:
+		d.outbox.RUnlock()
+		return
+	default:
+	}
+	d.outbox.RUnlock()
+	go d.post(o)
 }
 
 // webhookTarget returns the URL and secret that apply to an inbox: its

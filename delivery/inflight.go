@@ -17,17 +17,19 @@ const (
 // events of one account become visible.
 //
 // A claimed event is not picked by the scheduler. New events are claimed
-// as their ids are made, under one lock, so within an account a later id
-// is always claimed after an earlier one; they are released to delivery in
+// as their ids are made, under one lock, from one ids.Sequence, so within
+// an account a later id is always claimed after an earlier one and sorts
+// after it; they are released to delivery in
 // id order, an event only once every earlier event of its account has been
 // committed (or has failed). So one connection receives an account's live
 // events in id order, and a reader that stops below the account's stable
 // bound (stableBound) never returns an event that an earlier one, still
 // being stored, could follow: a client that resumes after the last event
-// it got (replay, the pull API) misses nothing.
+// it got (replay) misses nothing.
 type inflight struct {
-	mu sync.Mutex
-	m  map[string]uint8
+	mu  sync.Mutex
+	seq *ids.Sequence // event ids: strictly increasing in claim order
+	m   map[string]uint8
 	// queues holds, per account, the new events not yet released, in id
 	// order (claim order).
 	queues map[string][]*newEvent
@@ -41,7 +43,7 @@ type newEvent struct {
 }
 
 func newInflight() *inflight {
-	return &inflight{m: make(map[string]uint8, 1024), queues: make(map[string][]*newEvent)}
+	return &inflight{seq: ids.NewSequence(ids.Event), m: make(map[string]uint8, 1024), queues: make(map[string][]*newEvent)}
 }
 
 // newEvents makes and claims one event id per account (in order).
@@ -49,7 +51,7 @@ func (f *inflight) newEvents(accounts []string) []string {
 	out := make([]string, len(accounts))
 	f.mu.Lock()
 	for i, acc := range accounts {
-		id := ids.New(ids.Event)
+		id := f.seq.Next()
 		out[i] = id
 		f.m[id] = flightCommitting
 		f.queues[acc] = append(f.queues[acc], &newEvent{id: id})
@@ -115,7 +117,7 @@ func (f *inflight) stableBound(accountID string) string {
 	if q := f.queues[accountID]; len(q) > 0 {
 		return q[0].id
 	}
-	return ids.New(ids.Event)
+	return f.seq.Next()
 }
 
 // tryClaim claims id as active unless it is claimed already.

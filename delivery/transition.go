@@ -94,6 +94,14 @@ func (p policy) apply(st store.EventState, o *outcome, nowMs int64) (store.Event
 		if st.Status != store.StatusPending {
 			return st, nil
 		}
+		if st.AwaitingAck {
+			// The replay resent attempt n's frame (awaiting its ack): that
+			// attempt succeeded, as for an ack.
+			a := &store.Attempt{N: st.Attempts, At: time.UnixMilli(st.LastAt).UTC(), Channel: store.ChannelWebSocket,
+				OK: true, DurationMs: o.startMs - st.LastAt}
+			settle(&st, store.ChannelWebSocket)
+			return st, a
+		}
 		st.Attempts++
 		st.LastAt = o.startMs
 		a := &store.Attempt{N: st.Attempts, At: time.UnixMilli(o.startMs).UTC(), Channel: store.ChannelWebSocket, OK: true}

@@ -60,6 +60,8 @@ func TestPolicyApply(t *testing.T) {
 		store.EventState{Status: store.StatusDelivered, Attempts: 1, LastAt: now - 1000, DeliveredVia: store.ChannelWebSocket, AckedAt: now, LastAckAt: now}, false)
 	f("a replay write of a pending event is a successful attempt", retrying, outcome{kind: kindReplayed, startMs: now}, now+1,
 		store.EventState{Status: store.StatusDelivered, Attempts: 2, LastAt: now, DeliveredVia: store.ChannelWebSocket}, true)
+	f("a replay write of an event awaiting its ack settles that attempt (no new number)", awaiting, outcome{kind: kindReplayed, startMs: now + 500}, now+600,
+		store.EventState{Status: store.StatusDelivered, Attempts: 1, LastAt: now, DeliveredVia: store.ChannelWebSocket}, true)
 	f("a replay write of a delivered event changes nothing", acked0(now), outcome{kind: kindReplayed, startMs: now}, now, acked0(now), false)
 	settled := store.EventState{Status: store.StatusDelivered, Attempts: 1, LastAt: now - 1000, DeliveredVia: store.ChannelWebSocket, AckedAt: now}
 	f("an attempt that fails after the event was settled is recorded, the event stays delivered", settled, attempt(2, false, store.ChannelWebSocket), now+5,

@@ -15,24 +15,37 @@ const writerBatchMax = 512
 // writer is the only goroutine that mutates delivery state. It drains
 // outcomes, applies each to the current state (policy.apply) and commits
 // them in one synced batch, so concurrent outcomes share an fsync.
+//
+// Its input channel is never closed: senders hold Dispatcher.outbox shared
+// and check its closed flag (a send racing a close would be a data race);
+// Shutdown sets the flag under the lock, then quit ends run once the
+// channel is empty.
 type writer struct {
-	d   *Dispatcher
-	in  chan *outcome
-	log *slog.Logger
+	d    *Dispatcher
+	in   chan *outcome
+	quit chan struct{}
+	log  *slog.Logger
 }
 
-// run drains w.in until it is closed.
+// run commits outcomes until quit is closed and nothing is left.
 func (w *writer) run() {
 	batch := make([]*outcome, 0, writerBatchMax)
-	for o := range w.in {
+	for {
+		var o *outcome
+		select {
+		case o = <-w.in:
+		case <-w.quit:
+			select {
+			case o = <-w.in:
+			default:
+				return
+			}
+		}
 		batch = append(batch[:0], o)
 	fill:
 		for len(batch) < writerBatchMax {
 			select {
-			case o2, ok := <-w.in:
-				if !ok {
-					break fill
-				}
+			case o2 := <-w.in:
 				batch = append(batch, o2)
 			default:
 				break fill

@@ -4,23 +4,40 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/lesismal/nbio"
 	"github.com/lesismal/nbio/nbhttp"
+
+	"github.com/mailwire/mailwire/internal/limits"
 )
 
 var errBodyTooLarge = errors.New("request body too large")
 
-// limitProcessor wraps nbhttp's request processor to refuse an oversized
-// body with 413 as soon as its Content-Length is known (or, for chunked
-// bodies, as soon as it grows past the limit) instead of buffering it.
-// nbhttp only calls the handler once the whole body is in memory, so this
-// is the one place a too-large upload can be stopped early.
+// limitProcessor is the request gate: it wraps nbhttp's request processor
+// on every HTTP connection and answers, before a body is read or a
+// handler runs:
 //
-// It runs on the poller goroutine, inside the parser's lock.
+//   - 431 for a head over maxHeaderBytes, 413 for a body over the route's
+//     limit (from Content-Length, or as a chunked body grows);
+//   - 400 for ambiguous or malformed framing (RFC 9112: conflicting or
+//     bad Content-Length, Content-Length with Transfer-Encoding, a space
+//     before a header's colon, obsolete line folding, bare LF, a missing
+//     Host), 501 for an unknown transfer coding;
+//   - 507 for inbound mail while free disk is below --min-free-disk, 503
+//   - Retry-After when the message memory budget is full.
+//
+// Each refusal closes the connection after the answer. nbhttp only calls
+// the handler once the whole body is in memory, so this is the one place
+// a body can be stopped before it is buffered. A request's memory
+// reservation is released once its handler has run.
+//
+// Its callbacks run on the poller goroutine, inside the parser.
 type limitProcessor struct {
 	nbhttp.Processor
 	s      *Server
@@ -43,6 +60,18 @@ type limitProcessor struct {
 	headOver bool
 	// headSize is the parsed head's size (request line and header lines).
 	headSize int
+	// scan checks the raw head; frame the parsed header fields.
+	scan  headScan
+	frame framing
+
+	// firstHead closes the connection unless a first request head is
+	// complete within headTimeout; headSeen tells it one was.
+	firstHead *time.Timer
+	headSeen  atomic.Bool
+
+	// reserved is the request's share of the message memory budget,
+	// released (once) after its handler ran or when the connection goes.
+	reserved atomic.Int64
 }
 
 // Request phases seen by limitProcessor.
@@ -54,17 +83,20 @@ const (
 
 func (p *limitProcessor) OnMethod(parser *nbhttp.Parser, method string) {
 	p.method, p.uri, p.body, p.refused, p.rawMessage, p.typeSeen = method, "", 0, false, false, false
+	p.frame = framing{}
 	p.headSize = len(method) + 1
 	p.Processor.OnMethod(parser, method)
 }
 
 func (p *limitProcessor) OnProto(parser *nbhttp.Parser, proto string) error {
 	p.headSize += len(proto) + 2
+	p.frame.proto = proto
 	return p.Processor.OnProto(parser, proto)
 }
 
 func (p *limitProcessor) OnHeader(parser *nbhttp.Parser, key, value string) {
 	p.headSize += len(key) + len(value) + 4 // ": " and CRLF
+	p.frame.header(key, value)
 	if !p.typeSeen && strings.EqualFold(key, "Content-Type") {
 		p.typeSeen = true
 		mt, _, _ := strings.Cut(value, ";")
@@ -73,11 +105,12 @@ func (p *limitProcessor) OnHeader(parser *nbhttp.Parser, key, value string) {
 	p.Processor.OnHeader(parser, key, value)
 }
 
-// headerBytes accounts n bytes read while a request head may be in
-// progress; false when the head grew past maxHeaderBytes (431 is sent).
-// The parser only reports a head once it is complete, so this counts raw
+// feed checks n raw bytes read while a request head may be in progress
+// (data, when the read starts or continues a head); false when the
+// request was refused (the answer is sent, the connection closing). The
+// parser only reports a head once it is complete, so this counts raw
 // reads: between requests every read may start a head.
-func (p *limitProcessor) headerBytes(n int) bool {
+func (p *limitProcessor) feed(data []byte) bool {
 	if p.refused {
 		return false
 	}
@@ -86,13 +119,18 @@ func (p *limitProcessor) headerBytes(n int) bool {
 		return true // bounded by the body limits
 	case phaseIdle:
 		p.phase, p.headLen, p.headOver = phaseHead, 0, false
+		p.scan.start()
+	}
+	if why := p.scan.scan(data); why != "" {
+		p.refuseBad(http.StatusBadRequest, why)
+		return false
 	}
 	if p.headOver {
 		// The last read took the head past the limit and did not end it.
 		p.refuseHead()
 		return false
 	}
-	p.headLen += n
+	p.headLen += len(data)
 	// Over the limit, this read may still end a head within it and carry
 	// the start of the body (a head split across TCP segments): the
 	// parser decides, and OnContentLength checks the head's real size.
@@ -103,15 +141,8 @@ func (p *limitProcessor) headerBytes(n int) bool {
 
 // refuseHead answers 431 and closes the connection.
 func (p *limitProcessor) refuseHead() {
-	if p.refused {
-		return
-	}
-	p.refused = true
 	p.s.m.tooLarge.Inc()
-	body := fmt.Sprintf(`{"error":%q,"message":"request head is larger than %d bytes"}`, codeTooLarge, maxHeaderBytes)
-	resp := fmt.Sprintf("HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
-	_, _ = p.parser.Conn.Write([]byte(resp))
-	lingerClose(p.parser.Conn)
+	p.answer(http.StatusRequestHeaderFieldsTooLarge, codeTooLarge, fmt.Sprintf("request head is larger than %d bytes", maxHeaderBytes), nil)
 }
 
 func (p *limitProcessor) OnComplete(parser *nbhttp.Parser) {
@@ -120,6 +151,21 @@ func (p *limitProcessor) OnComplete(parser *nbhttp.Parser) {
 		return // answered already (a refused head without a body): no handler
 	}
 	p.Processor.OnComplete(parser)
+	if p.reserved.Load() != 0 {
+		// Jobs of one connection run in order, and queued jobs run even
+		// if the connection closes: this runs right after the handler.
+		if !parser.Execute(p.release) {
+			p.release() // the connection closed: no handler will run
+		}
+	}
+}
+
+func (p *limitProcessor) release() { p.s.deps.Limits.Memory.Release(p.reserved.Swap(0)) }
+
+// closed is called when the connection goes.
+func (p *limitProcessor) closed() {
+	p.firstHead.Stop()
+	p.release()
 }
 
 func (p *limitProcessor) OnURL(parser *nbhttp.Parser, uri string) error {
@@ -128,13 +174,15 @@ func (p *limitProcessor) OnURL(parser *nbhttp.Parser, uri string) error {
 	return p.Processor.OnURL(parser, uri)
 }
 
+// inbound reports whether the request is POST /v1/inboxes/{id}/inbound.
+func (p *limitProcessor) inbound() bool {
+	path, _, _ := strings.Cut(p.uri, "?")
+	return p.method == "POST" && strings.HasPrefix(path, "/v1/inboxes/") && strings.HasSuffix(path, "/inbound")
+}
+
 // limit is the largest body the request's route accepts.
 func (p *limitProcessor) limit() int {
-	path := p.uri
-	if i := strings.IndexByte(path, '?'); i >= 0 {
-		path = path[:i]
-	}
-	if p.method == "POST" && strings.HasPrefix(path, "/v1/inboxes/") && strings.HasSuffix(path, "/inbound") {
+	if p.inbound() {
 		if p.rawMessage {
 			// The body is the message itself: --max-message-size exactly.
 			return p.s.cfg.MaxMessageSize
@@ -144,17 +192,45 @@ func (p *limitProcessor) limit() int {
 	return maxJSONBody
 }
 
+// OnContentLength is called once per request, at the end of its head and
+// before any body (n is -1 for a chunked body): every check of the head
+// happens here.
 func (p *limitProcessor) OnContentLength(parser *nbhttp.Parser, n int) {
 	p.phase = phaseBody
-	if p.headSize+2 > maxHeaderBytes { // + the empty line
+	if !p.headSeen.Swap(true) {
+		p.firstHead.Stop()
+	}
+	switch {
+	case p.headSize+2 > maxHeaderBytes: // + the empty line
 		p.refuseHead()
 		return
+	case p.frame.problem() != "":
+		p.refuseBad(http.StatusBadRequest, p.frame.problem())
+		return
+	case n > p.limit():
+		p.refuseBody()
+		return
+	case p.inbound() && !p.s.deps.Limits.Disk.Admit("http"):
+		p.answer(http.StatusInsufficientStorage, codeInsufficientStorage,
+			"the server is low on disk and takes no mail now; retry later", map[string]string{"Retry-After": "60"})
+		return
 	}
-	if n > p.limit() {
-		p.refuse(parser)
+	if n > 0 && !p.reserve(n) {
 		return
 	}
 	p.Processor.OnContentLength(parser, n)
+}
+
+// reserve takes n body bytes' share of the memory budget, or answers 503.
+func (p *limitProcessor) reserve(n int) bool {
+	cost := limits.MessageCost(n)
+	if !p.s.deps.Limits.Memory.TryAcquire(cost, "http") {
+		p.answer(http.StatusServiceUnavailable, codeBusy, "the server has too many messages in flight; retry shortly",
+			map[string]string{"Retry-After": strconv.Itoa(busyRetryAfter)})
+		return false
+	}
+	p.reserved.Add(cost)
+	return true
 }
 
 func (p *limitProcessor) OnBody(parser *nbhttp.Parser, data []byte) error {
@@ -164,23 +240,69 @@ func (p *limitProcessor) OnBody(parser *nbhttp.Parser, data []byte) error {
 	}
 	p.body += len(data)
 	if p.body > p.limit() {
-		p.refuse(parser)
+		p.refuseBody()
+		return errBodyTooLarge
+	}
+	if p.frame.chunked && !p.reserve(len(data)) { // a chunked body reserves as it grows
 		return errBodyTooLarge
 	}
 	return p.Processor.OnBody(parser, data)
 }
 
-// refuse answers 413 and closes the connection: the body is never read.
-func (p *limitProcessor) refuse(parser *nbhttp.Parser) {
+// refuseBody answers 413: the body is never read.
+func (p *limitProcessor) refuseBody() {
+	p.s.m.tooLarge.Inc()
+	p.answer(http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("request body is larger than the %d bytes this route accepts", p.limit()), nil)
+}
+
+// refuseBad answers a malformed request (400, or 501 for an unknown
+// transfer coding).
+func (p *limitProcessor) refuseBad(status int, why string) {
+	p.s.m.badFraming.Inc()
+	p.answer(status, codeBadRequest, "malformed request: "+why, nil)
+}
+
+// answer writes a complete error answer, refuses the rest of the request
+// and closes the connection (lingering, so the answer is not destroyed by
+// a reset).
+func (p *limitProcessor) answer(status int, code, msg string, hdr map[string]string) {
 	if p.refused {
 		return
 	}
 	p.refused = true
-	p.s.m.tooLarge.Inc()
-	body := fmt.Sprintf(`{"error":%q,"message":"request body is larger than the %d bytes this route accepts"}`, codeTooLarge, p.limit())
-	resp := fmt.Sprintf("HTTP/1.1 413 Request Entity Too Large\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
-	_, _ = parser.Conn.Write([]byte(resp))
-	lingerClose(parser.Conn)
+	p.release()
+	body := fmt.Sprintf(`{"error":%q,"message":%q}`, code, msg)
+	var extra strings.Builder
+	for k, v := range hdr {
+		extra.WriteString(k + ": " + v + "\r\n")
+	}
+	resp := fmt.Sprintf("HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%sConnection: close\r\n\r\n%s",
+		status, http.StatusText(status), len(body), extra.String(), body)
+	_, _ = p.parser.Conn.Write([]byte(resp))
+	lingerClose(p.parser.Conn)
+}
+
+// parse hands data to nbhttp's parser: a parse error (which nbhttp closes
+// on without a word) is answered 400 (501 for an unknown transfer coding).
+func (s *Server) parse(g *limitProcessor, p *nbhttp.Parser, data []byte) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.log.Error("HTTP parser panicked", "panic", fmt.Sprint(v))
+			_ = p.Conn.Close()
+		}
+	}()
+	err := p.Parse(data)
+	switch {
+	case err == nil:
+	case g.refused:
+		// Answered and lingering: the rest is discarded.
+	default:
+		status := http.StatusBadRequest
+		if msg := err.Error(); strings.Contains(msg, "unsupported transfer encoding") && strings.HasSuffix(strings.ToLower(strings.TrimRight(msg, `"`)), "chunked") {
+			status = http.StatusNotImplemented // RFC 9112 §6.1: an unknown coding before chunked
+		}
+		g.refuseBad(status, err.Error())
+	}
 }
 
 // lingerClose half-closes c (our FIN goes after the answer already
@@ -195,8 +317,10 @@ func lingerClose(c net.Conn) {
 		return
 	}
 	nbc.SetSession(discarder{nbc})
-	if rc, err := nbc.SyscallConn(); err == nil {
-		_ = rc.Control(func(fd uintptr) { _ = syscall.Shutdown(int(fd), syscall.SHUT_WR) })
+	if closed, _ := nbc.IsClosed(); !closed {
+		if rc, err := nbc.SyscallConn(); err == nil {
+			_ = rc.Control(func(fd uintptr) { _ = syscall.Shutdown(int(fd), syscall.SHUT_WR) })
+		}
 	}
 	_ = nbc.SetReadDeadline(time.Now().Add(lingerGrace))
 }

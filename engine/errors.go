@@ -20,22 +20,25 @@ func errf(status int, code, msg string) *apiError {
 
 // The error catalog (stable codes; docs/API.md lists them).
 const (
-	codeBadRequest       = "bad_request"        // 400 malformed input
-	codeInvalidJSON      = "invalid_json"       // 400 body is not the JSON expected
-	codeUnauthorized     = "unauthorized"       // 401 missing, unknown or revoked key
-	codeForbidden        = "forbidden"          // 403
-	codeAdminDisabled    = "admin_disabled"     // 403 no admin token configured
-	codeNotFound         = "not_found"          // 404 unknown, or not this account's
-	codeMethodNotAllowed = "method_not_allowed" // 405
-	codeAddressTaken     = "address_taken"      // 409 mailbox name in use
-	codeConflict         = "conflict"           // 409 state does not allow it
-	codeTooLarge         = "payload_too_large"  // 413
-	codeUnsupportedType  = "unsupported_media_type"
-	codeInvalidValue     = "invalid_value"  // 422 well-formed but unacceptable
-	codeRateLimited      = "rate_limited"   // 429 (with Retry-After)
-	codeWebhookFailed    = "webhook_failed" // 502 test webhook did not answer 2xx
-	codeDraining         = "draining"       // 503 shutting down
-	codeInternal         = "internal"       // 500
+	codeBadRequest          = "bad_request"        // 400 malformed input
+	codeInvalidJSON         = "invalid_json"       // 400 body is not the JSON expected
+	codeUnauthorized        = "unauthorized"       // 401 missing, unknown or revoked key
+	codeForbidden           = "forbidden"          // 403
+	codeAdminDisabled       = "admin_disabled"     // 403 no admin token configured
+	codeNotFound            = "not_found"          // 404 unknown, or not this account's
+	codeMethodNotAllowed    = "method_not_allowed" // 405
+	codeAddressTaken        = "address_taken"      // 409 mailbox name in use
+	codeConflict            = "conflict"           // 409 state does not allow it
+	codeTooLarge            = "payload_too_large"  // 413
+	codeUnsupportedType     = "unsupported_media_type"
+	codeInvalidValue        = "invalid_value"        // 422 well-formed but unacceptable
+	codeRateLimited         = "rate_limited"         // 429 (with Retry-After)
+	codeWebhookFailed       = "webhook_failed"       // 502 test webhook did not answer 2xx
+	codeDraining            = "draining"             // 503 shutting down
+	codeBusy                = "busy"                 // 503 too many messages in flight (with Retry-After)
+	codeUnavailable         = "unavailable"          // 503 storage failed (in a cluster: NATS unreachable)
+	codeInsufficientStorage = "insufficient_storage" // 507 free disk below --min-free-disk
+	codeInternal            = "internal"             // 500
 )
 
 var (

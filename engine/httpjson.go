@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/mailwire/mailwire/store"
 )
 
 // writeJSON answers status with v as JSON.
@@ -30,7 +32,15 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 // logged 500 (never leaking internals).
 func (s *Server) writeErr(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *apiError
-	if !errors.As(err, &ae) {
+	switch {
+	case errors.Is(err, store.ErrReadOnly):
+		w.Header().Set("Retry-After", "60")
+		ae = errf(http.StatusInsufficientStorage, codeInsufficientStorage, "the server's disk is full: changes are refused until space comes back")
+	case errors.Is(err, store.ErrFailed):
+		w.Header().Set("Retry-After", "5")
+		ae = errf(http.StatusServiceUnavailable, codeUnavailable, "storage failed; the server is restarting, retry shortly (nothing was stored)")
+	}
+	if ae == nil && !errors.As(err, &ae) {
 		s.log.Error("request failed", "method", r.Method, "path", redactKeys(r.URL.Path), "error", err)
 		ae = errInternal
 	}

@@ -17,6 +17,14 @@ const (
 	// maxHeaderBytes bounds a request head (request line and headers):
 	// nbhttp would otherwise buffer up to its ReadLimit (the largest body).
 	maxHeaderBytes = 64 << 10
+	// headTimeout is how long a new HTTP connection may take to send a
+	// complete first request head (a socket that sends nothing, or
+	// trickles, is closed; kept-alive connections then have the idle
+	// timeout).
+	headTimeout = 10 * time.Second
+	// busyRetryAfter is the Retry-After (seconds) of a 503 when the
+	// message memory budget is full.
+	busyRetryAfter = 1
 	// lingerGrace is how long a connection we answered and are closing
 	// may keep sending (the rest of a refused body) before it is dropped.
 	lingerGrace = 2 * time.Second

@@ -13,6 +13,8 @@ type emetrics struct {
 	set          *metrics.Set
 	tooLarge     *metrics.Counter
 	authFailures *metrics.Counter
+	badFraming   *metrics.Counter
+	headTimeouts *metrics.Counter
 }
 
 func newEngineMetrics(s *metrics.Set) *emetrics {
@@ -20,6 +22,8 @@ func newEngineMetrics(s *metrics.Set) *emetrics {
 		set:          s,
 		tooLarge:     s.NewCounter(`mailwire_http_body_too_large_total`),
 		authFailures: s.NewCounter(`mailwire_auth_failures_total`),
+		badFraming:   s.NewCounter(`mailwire_http_bad_framing_total`),
+		headTimeouts: s.NewCounter(`mailwire_http_head_timeouts_total`),
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/mailwire/mailwire/delivery"
 	"github.com/mailwire/mailwire/engine/ws"
 	"github.com/mailwire/mailwire/ingest"
+	"github.com/mailwire/mailwire/internal/limits"
 	"github.com/mailwire/mailwire/store"
 )
 
@@ -43,6 +44,9 @@ type Config struct {
 	// 10s.
 	AuthFailureBurst  int
 	AuthFailureWindow time.Duration
+	// HeadTimeout closes a new connection that has not sent a complete
+	// request head within it. Default 10s.
+	HeadTimeout time.Duration
 	// IdleTimeout is the deadline for an HTTP request to arrive whole on a
 	// connection (and for a kept-alive connection to stay idle); a slowly
 	// trickled request is dropped at it. Default 60s.
@@ -78,6 +82,9 @@ func (c *Config) setDefaults() {
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = httpKeepalive
 	}
+	if c.HeadTimeout <= 0 {
+		c.HeadTimeout = headTimeout
+	}
 	if c.Pollers <= 0 {
 		c.Pollers = 1
 	}
@@ -94,6 +101,19 @@ type Deps struct {
 	DB       *store.DB
 	Ingest   *ingest.Service
 	Delivery *delivery.Dispatcher
+	Limits   Limits
+}
+
+// Limits are the resource budgets the HTTP edge enforces (shared with
+// SMTP, see internal/limits).
+type Limits struct {
+	Memory *limits.Memory
+	Disk   *limits.Disk
+	// HTTP admits HTTP and WebSocket connections (descriptor budget and
+	// --http-max-conns-per-ip).
+	HTTP *limits.Gate
+	// Descriptors is the budget HTTP and SMTP share.
+	Descriptors *limits.Descriptors
 }
 
 // Server is the HTTP + WebSocket edge.
@@ -103,11 +123,12 @@ type Server struct {
 	log  *slog.Logger
 	m    *emetrics
 
-	nb       *nbhttp.Engine
-	pool     *workPool
-	router   *router
-	hub      *ws.Hub
-	throttle *authThrottle
+	nb        *nbhttp.Engine
+	acceptLog limits.RateLog
+	pool      *workPool
+	router    *router
+	hub       *ws.Hub
+	throttle  *authThrottle
 
 	// handoff orders a connection's setup (done by nbhttp's accept
 	// goroutine) before its first read on the poller goroutine, in a way
@@ -130,6 +151,7 @@ func New(cfg Config, deps Deps) *Server {
 	wcfg.Metrics, wcfg.Logger = cfg.Metrics, cfg.Logger
 	s.hub = ws.New(wcfg, wsBackend{db: deps.DB, d: deps.Delivery})
 	s.throttle = newAuthThrottle(cfg.AuthFailureBurst, cfg.AuthFailureWindow, s.log)
+	s.acceptLog = limits.RateLog{Log: s.log, Every: 5 * time.Second}
 	s.router = s.routes()
 	maxBody := s.maxInboundBody()
 	s.pool = newWorkPool(handlerWorkers, handlerIdle, s.log)
@@ -149,10 +171,11 @@ func New(cfg Config, deps Deps) *Server {
 		// frames and request heads in one syscall.
 		ReadBufferSize: 64 << 10,
 	})
-	// Wrap nbio's data path: the first bytes of an HTTP connection get a
-	// body-limit processor (413 before a large body is read), and every
-	// connection is routed to its current session's parser.
-	s.nb.Engine.OnOpen(func(*nbio.Conn) { s.handoff.Add(1) })
+	// The request gate goes in front of nbhttp's processor when a
+	// connection opens; every read is routed to the connection's current
+	// session (the HTTP parser, a WebSocket, a discarder).
+	s.nb.Engine.OnOpen(s.onOpen)
+	s.nb.OnClose(s.onClose)
 	s.nb.Engine.OnData(s.onData)
 	s.nb.Engine.OnWrittenSize(s.onWritten)
 	return s
@@ -175,7 +198,8 @@ func (s *Server) Start() error {
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s: %w", s.cfg.Addr, err)
 	}
-	s.nb.Listen = func(string, string) (net.Listener, error) { return ln, nil }
+	edge := &edgeListener{Listener: ln, s: s}
+	s.nb.Listen = func(string, string) (net.Listener, error) { return edge, nil }
 	if err := s.nb.Start(); err != nil {
 		_ = ln.Close()
 		return fmt.Errorf("cannot start the HTTP engine on %s: %w", s.cfg.Addr, err)
@@ -197,19 +221,21 @@ func (s *Server) Addr() string {
 	return s.cfg.Addr
 }
 
-// Drain starts the shutdown: /readyz answers 503, new upgrades and API
-// calls get 503, and every WebSocket is closed with 1001.
-func (s *Server) Drain() {
-	if s.draining.Swap(true) {
-		return
-	}
+// Drain starts the shutdown: /readyz answers 503, and so do new upgrades
+// and API calls; the listener stays open (PROTOCOL.md §8).
+func (s *Server) Drain() { s.draining.Store(true) }
+
+// CloseWebSockets closes every WebSocket with 1001 (and those that race
+// with it as they open). Drain first.
+func (s *Server) CloseWebSockets() {
+	s.Drain()
 	s.hub.Drain()
 }
 
-// Shutdown drains, waits for WebSockets to go (up to ctx) and stops the
-// engine. It is idempotent.
+// Shutdown drains, closes the WebSockets, waits for them to go (up to
+// ctx) and stops the engine. It is idempotent.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.Drain()
+	s.CloseWebSockets()
 	var err error
 	s.stopOnce.Do(func() {
 		if !s.started.Load() {
@@ -230,13 +256,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) onData(c *nbio.Conn, data []byte) {
 	s.handoff.Load()
 	if p, ok := c.Session().(*nbhttp.Parser); ok {
-		lp, wrapped := p.Processor.(*limitProcessor)
-		if !wrapped {
-			lp = &limitProcessor{Processor: p.Processor, s: s, parser: p}
-			p.Processor = lp
-		}
-		if !lp.headerBytes(len(data)) {
-			return // refused: 431 sent, connection closing
+		if g, ok := p.Processor.(*limitProcessor); ok {
+			if g.feed(data) {
+				s.parse(g, p, data)
+			}
+			return
 		}
 	}
 	c.DataHandler()(c, data)

@@ -41,7 +41,7 @@ func (b wsBackend) EventKnown(accountID, evtID string) (bool, error) {
 	return err == nil, err
 }
 
-func (b wsBackend) Replay(accountID, afterID string, limit int, match func(inbox, typ string) bool) ([]store.StoredEvent, error) {
+func (b wsBackend) Replay(accountID, afterID string, limit int, match func(inbox, typ string) bool) ([]store.StoredEvent, string, error) {
 	// Stop below the stable bound: an event still being stored could
 	// precede one after it, and a client resuming from the last event
 	// replayed would miss it. Events from the bound on come live.

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/mailwire/mailwire/internal/limits"
 )
 
 // Config configures a Server. A zero field takes the default its comment
@@ -30,8 +32,8 @@ type Config struct {
 	// more get 452 4.5.3. Default DefaultMaxRecipients (50).
 	MaxRecipients int
 	// MaxConnsPerIP is the most open connections from one client IP (one
-	// /64 for IPv6); more are answered 421 4.7.0 and closed.
-	// Default DefaultMaxConnsPerIP (20).
+	// /64 for IPv6); more are answered 421 4.7.0 and closed
+	// (--smtp-max-conns-per-ip). Default DefaultMaxConnsPerIP (100).
 	MaxConnsPerIP int
 	// MaxConns is the most open connections in all; more are answered
 	// 421 4.3.2 and closed. Default DefaultMaxConns (1000).
@@ -46,6 +48,15 @@ type Config struct {
 	// TLSCertFile and TLSKeyFile are PEM files; both or neither. Set, they
 	// enable STARTTLS. Default: no STARTTLS.
 	TLSCertFile, TLSKeyFile string
+	// Memory is the message memory budget shared with HTTP; nil means
+	// none (tests). A transaction holds its share from MAIL FROM's SIZE=
+	// (or as DATA arrives) until its reply.
+	Memory *limits.Memory
+	// Disk refuses mail (452 4.3.1) while free disk is low; nil: never.
+	Disk *limits.Disk
+	// Descriptors is the process's client socket budget shared with
+	// HTTP; nil means none (tests).
+	Descriptors *limits.Descriptors
 	// Metrics is the set the server registers its metrics in (names in
 	// metrics.go). Default: a new, unexported set.
 	Metrics *metrics.Set

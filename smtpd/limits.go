@@ -15,8 +15,9 @@ const (
 	// transaction.
 	DefaultMaxRecipients = 50
 	// DefaultMaxConnsPerIP keeps one client (IPv6: one /64) from taking
-	// every slot.
-	DefaultMaxConnsPerIP = 20
+	// every slot, while a relay sending over many parallel sessions from
+	// one address (Postfix's smtp-source -s 32) fits.
+	DefaultMaxConnsPerIP = 100
 	// DefaultMaxConns bounds open connections over all clients: each may
 	// hold up to MaxMessageSize in memory while it reads DATA.
 	DefaultMaxConns = 1000
@@ -42,6 +43,12 @@ const (
 	// ipv6ClientBits is the prefix that counts as one IPv6 client: a host
 	// usually owns a whole /64 and can pick any address in it.
 	ipv6ClientBits = 64
+	// memoryWait is how long a transaction waits for room in the message
+	// memory budget before it is answered 451 4.3.0 (try again later).
+	memoryWait = 2 * time.Second
+	// dataChunk is the step in which a message without a declared SIZE
+	// reserves memory while it is read.
+	dataChunk = 256 << 10
 	// goodbyeWriteTimeout bounds writing a last 421 to a connection we are
 	// about to close (over the limits at accept, or at shutdown). A short
 	// reply on a fresh or idle socket only fills the kernel buffer, so

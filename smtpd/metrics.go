@@ -23,12 +23,16 @@ const (
 	reasonTooManyConnsIP    = "too_many_connections_ip" // 421 4.7.0 at connect
 	reasonTooManyConns      = "too_many_connections"    // 421 4.3.2 at connect
 	reasonShuttingDown      = "shutting_down"           // 421 4.3.2
+	reasonBusy              = "memory_budget"           // 451 4.3.0, --ingest-memory full
+	reasonDiskFull          = "disk_low"                // 452 4.3.1, free disk below --min-free-disk
+	reasonDescriptors       = "descriptor_budget"       // 421 4.3.2 at connect, out of client sockets
 )
 
 var allReasons = []string{
 	reasonUnknownRecipient, reasonOtherDomain, reasonTooManyRecipients, reasonTooLarge,
 	reasonNotMessage, reasonStorage, reasonInternal, reasonDataTimeout, reasonLineTooLong,
 	reasonAborted, reasonTooManyRefused, reasonTooManyConnsIP, reasonTooManyConns, reasonShuttingDown,
+	reasonBusy, reasonDiskFull, reasonDescriptors,
 }
 
 // smetrics are the SMTP metrics. rejected is filled once and only read

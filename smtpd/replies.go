@@ -44,6 +44,8 @@ var (
 	replyDataTimeout     = reply(421, smtp.EnhancedCode{4, 4, 2}, "Timeout reading the message; nothing was stored, closing connection")
 	replyDataLineTooLong = reply(500, smtp.EnhancedCode{5, 4, 0}, "Line longer than %d bytes; nothing was stored, closing connection", maxLineLength)
 	replyShuttingDown    = reply(421, smtp.EnhancedCode{4, 3, 2}, "Service shutting down, try again later")
+	replyBusy            = reply(451, smtp.EnhancedCode{4, 3, 0}, "Too many messages in flight; nothing was stored, try again later")
+	replyDiskFull        = reply(452, smtp.EnhancedCode{4, 3, 1}, "Insufficient system storage; try again later")
 	replyTooManyRefused  = reply(421, smtp.EnhancedCode{4, 7, 0}, "Too many refused recipients, closing connection")
 )
 

@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/mailwire/mailwire/ingest"
+	"github.com/mailwire/mailwire/internal/limits"
 	"github.com/mailwire/mailwire/store"
 )
 
@@ -31,6 +32,10 @@ type Server struct {
 	// draining is set (under mu) when Shutdown begins: no new connection,
 	// no new transaction.
 	draining atomic.Bool
+
+	// gate counts connections against the descriptor budget shared with
+	// HTTP (nil without one); the per-address cap stays in mu.perIP.
+	gate *limits.Gate
 
 	// wg owns the accept loop and Shutdown's wait for go-smtp.
 	wg sync.WaitGroup
@@ -68,6 +73,9 @@ func New(cfg Config, db *store.DB, in *ingest.Service) (*Server, error) {
 	}
 	s.mu.conns = make(map[*conn]struct{})
 	s.mu.perIP = make(map[netip.Addr]int)
+	if cfg.Descriptors != nil {
+		s.gate = limits.NewGate("smtp", cfg.Descriptors, 0) // the per-address cap is mu.perIP's
+	}
 
 	srv := smtp.NewServer(backend{s})
 	srv.Domain = cfg.Hostname
@@ -206,6 +214,10 @@ func (s *Server) admit(nc net.Conn) (c *conn, line, reason string) {
 		return nil, lineTooManyConns, reasonTooManyConns
 	case s.mu.perIP[key] >= s.cfg.MaxConnsPerIP:
 		return nil, lineTooManyConnsIP, reasonTooManyConnsIP
+	case s.gate != nil:
+		if ok, _ := s.gate.Admit(key); !ok {
+			return nil, lineTooManyConns, reasonDescriptors
+		}
 	}
 	c = &conn{Conn: nc, srv: s, key: key}
 	s.mu.conns[c] = struct{}{}
@@ -227,6 +239,9 @@ func (s *Server) release(c *conn) {
 		s.mu.perIP[c.key] = n
 	} else {
 		delete(s.mu.perIP, c.key)
+	}
+	if s.gate != nil {
+		s.gate.Release(c.key)
 	}
 	s.m.open.Add(-1)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/mailwire/mailwire/ingest"
+	"github.com/mailwire/mailwire/internal/limits"
 	"github.com/mailwire/mailwire/store"
 )
 
@@ -40,13 +41,45 @@ type session struct {
 		// accepted counts RCPTs answered 250, an inbox named twice
 		// included: it is what MaxRecipients bounds.
 		accepted int
+		// reserved is the transaction's share of the message memory
+		// budget (from SIZE=, or taken as DATA arrives).
+		reserved int64
+	}
+}
+
+// releaseMemory gives back the transaction's memory reservation.
+func (s *session) releaseMemory() {
+	s.mu.Lock()
+	n := s.mu.reserved
+	s.mu.reserved = 0
+	s.mu.Unlock()
+	if m := s.srv.cfg.Memory; m != nil {
+		m.Release(n)
 	}
 }
 
 var _ smtp.Session = (*session)(nil)
 
-func (s *session) Mail(from string, _ *smtp.MailOptions) error {
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	// Refused here, before a byte of the message is sent: a full disk
+	// (452 4.3.1), or no room in the memory budget for a declared SIZE
+	// (451 4.3.0). Senders retry both later.
+	if d := s.srv.cfg.Disk; d != nil && !d.Admit("smtp") {
+		s.srv.m.reject(reasonDiskFull)
+		return replyDiskFull
+	}
+	if m := s.srv.cfg.Memory; m != nil && opts != nil && opts.Size > 0 && opts.Size <= int64(s.srv.cfg.MaxMessageSize) {
+		cost := limits.MessageCost(int(opts.Size) + 1)
+		if !m.Acquire(cost, memoryWait, "smtp") {
+			s.srv.m.reject(reasonBusy)
+			return replyBusy
+		}
+		s.mu.Lock()
+		s.mu.reserved += cost
+		s.mu.Unlock()
+	}
 	if !s.c.beginTx() {
+		s.releaseMemory()
 		s.srv.m.reject(reasonShuttingDown)
 		s.c.goodbye(lineShuttingDown)
 		return replyShuttingDown // to a closed connection: go-smtp's write fails
@@ -113,13 +146,13 @@ func (s *session) refuse(rcpt, reason string, rep *smtp.SMTPError) error {
 func (s *session) Data(r io.Reader) error {
 	start := time.Now()
 	s.c.startData(start.Add(s.srv.cfg.DataTimeout))
-	max := s.srv.cfg.MaxMessageSize
-	// go-smtp's reader stops at MaxMessageBytes with ErrDataTooLarge; the
-	// LimitReader only keeps that promise should the reader change.
-	raw, err := io.ReadAll(io.LimitReader(r, int64(max)+1))
+	defer s.releaseMemory() // the message is stored or refused when Data returns
+	raw, err := s.readMessage(r)
 	s.srv.m.bytes.Add(len(raw))
-	if err == nil && len(raw) > max {
-		err = smtp.ErrDataTooLarge
+	if errors.Is(err, errBusy) {
+		s.srv.m.reject(reasonBusy)
+		s.srv.log.Info("message refused", "remote", s.remote, "reason", reasonBusy, "bytes_read", len(raw))
+		return replyBusy // go-smtp reads and drops the rest
 	}
 	if err != nil {
 		return s.readFailed(err, len(raw))
@@ -152,6 +185,55 @@ func (s *session) Data(r io.Reader) error {
 	// go-smtp writes an *SMTPError's code as is, 250 included: the reply
 	// names the stored message, as MTAs' "queued as" replies do.
 	return replyStored(res[0].MessageID, len(res))
+}
+
+var errBusy = errors.New("message memory budget full")
+
+// readMessage reads the message, holding it against the memory budget:
+// with a SIZE= declared at MAIL FROM the buffer is allocated once and its
+// reservation was taken then; otherwise the reservation grows in
+// dataChunk steps as bytes arrive (waiting up to memoryWait for each), so
+// a message is never buffered beyond what the budget allows (errBusy).
+func (s *session) readMessage(r io.Reader) ([]byte, error) {
+	limit := s.srv.cfg.MaxMessageSize
+	mem := s.srv.cfg.Memory
+	s.mu.Lock()
+	covered := int(s.mu.reserved / limits.IngestCopies) // bytes the reservation covers (SIZE=)
+	s.mu.Unlock()
+	buf := make([]byte, 0, min(limit+1, max(covered, 64<<10)))
+	if mem == nil {
+		covered = limit + 1
+	}
+	for {
+		if len(buf) == cap(buf) {
+			if len(buf) > limit {
+				// go-smtp's reader stops at MaxMessageBytes with
+				// ErrDataTooLarge; this only keeps that promise should
+				// the reader change.
+				return buf, smtp.ErrDataTooLarge
+			}
+			buf = append(buf, 0)[:len(buf)] // grow
+		}
+		for mem != nil && cap(buf) > covered {
+			step := max(dataChunk, cap(buf)-covered)
+			cost := limits.MessageCost(step)
+			if !mem.Acquire(cost, memoryWait, "smtp") {
+				return buf, errBusy
+			}
+			s.mu.Lock()
+			s.mu.reserved += cost
+			s.mu.Unlock()
+			covered += step
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
 }
 
 // readFailed maps an error reading DATA/BDAT to the reply.
@@ -198,6 +280,10 @@ func (s *session) deliverFailed(err error, size int) error {
 		s.srv.m.reject(reasonNotMessage)
 		s.srv.log.Info("message refused", "remote", s.remote, "reason", reasonNotMessage, "size", size, "error", err)
 		return replyNotMessage
+	case errors.Is(err, store.ErrReadOnly):
+		s.srv.m.reject(reasonDiskFull)
+		s.srv.log.Warn("message refused: the store is read-only (disk full)", "remote", s.remote, "size", size)
+		return replyDiskFull
 	case errors.As(err, &p):
 		s.srv.m.reject(reasonInternal)
 		s.srv.log.Error("storing a message panicked; answered 451", "remote", s.remote, "size", size,
@@ -240,6 +326,7 @@ func (s *session) Reset() {
 	s.mu.Lock()
 	s.mu.from, s.mu.rcpts, s.mu.accepted = "", nil, 0
 	s.mu.Unlock()
+	s.releaseMemory()
 	s.c.endTx()
 }
 
@@ -249,6 +336,7 @@ func (s *session) Logout() error {
 	s.mu.Lock()
 	s.mu.from, s.mu.rcpts, s.mu.accepted = "", nil, 0
 	s.mu.Unlock()
+	s.releaseMemory()
 	if t, ok := s.sc.Conn().(*tls.Conn); ok {
 		s.c.setTLS(t)
 	}

@@ -49,7 +49,7 @@ func (d *DB) CreateAccount(name string) (Account, APIKey, string, error) {
 	b := d.pdb.NewBatch()
 	setJSON(b, key2(pAccount, acc.ID), acc)
 	putKey(b, key)
-	if err := commit(b); err != nil {
+	if err := d.commit(b); err != nil {
 		return Account{}, APIKey{}, "", fmt.Errorf("cannot create account: %w", err)
 	}
 	return acc, key, plain, nil
@@ -111,7 +111,7 @@ func (d *DB) CreateAPIKey(accountID string) (APIKey, string, error) {
 	k, plain := newKey(accountID, time.Now().UTC())
 	b := d.pdb.NewBatch()
 	putKey(b, k)
-	if err := commit(b); err != nil {
+	if err := d.commit(b); err != nil {
 		return APIKey{}, "", fmt.Errorf("cannot create api key: %w", err)
 	}
 	return k, plain, nil
@@ -129,7 +129,7 @@ func (d *DB) RevokeAPIKey(keyID string) (APIKey, error) {
 	_ = b.Delete(key2(pKey, k.ID), nil)
 	_ = b.Delete(append([]byte(pKeyHash), k.Hash...), nil)
 	_ = b.Delete(key(pAccountKeys+k.AccountID, k.ID), nil)
-	if err := commit(b); err != nil {
+	if err := d.commit(b); err != nil {
 		return APIKey{}, fmt.Errorf("cannot revoke api key: %w", err)
 	}
 	d.keysGen.Add(1) // the key stops authenticating at once, cached or not
@@ -178,7 +178,7 @@ func (d *DB) noteKeyUse(gen uint64, ck string, k APIKey) {
 	b := d.pdb.NewBatch()
 	_ = b.Set(key2(pKey, k.ID), mustJSON(k), nil)
 	d.ctl.Lock() // a revocation must not be undone by this write
-	if ok, err := d.has(key2(pKey, k.ID)); err == nil && ok {
+	if ok, err := d.has(key2(pKey, k.ID)); err == nil && ok && d.writable() == nil {
 		_ = b.Commit(pebble.NoSync)
 	}
 	d.ctl.Unlock()

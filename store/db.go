@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -18,6 +19,12 @@ import (
 var (
 	ErrNotFound = errors.New("not found")
 	ErrConflict = errors.New("conflict")
+	// ErrReadOnly: the store was opened read-only (the disk was too full
+	// to open it for writing); reads work, writes are refused.
+	ErrReadOnly = errors.New("the store is read-only: the disk is full")
+	// ErrFailed: a write failed in a way the disk cannot be trusted after
+	// (a WAL write or sync); the process is about to exit (crash-only).
+	ErrFailed = errors.New("the store failed a write and the server is restarting")
 )
 
 // Options configure Open. The zero value of every field has a documented
@@ -32,14 +39,23 @@ type Options struct {
 	CacheBytes int64
 	// Logger receives Pebble's log lines; nil means slog.Default().
 	Logger *slog.Logger
+	// MaxOpenFiles bounds the table files Pebble keeps open (its share of
+	// the descriptor budget); 0 means Pebble's default (1000).
+	MaxOpenFiles int
 	// MaxEventBytes caps an event's frame (and webhook body) by cutting
 	// its bodies (RenderMessageEvent); 0 means DefaultMaxEventBytes.
 	MaxEventBytes int
+	// ReadOnly opens the database without writing (no WAL, no flush):
+	// for a start on a disk too full to open it for writing. Writes
+	// return ErrReadOnly.
+	ReadOnly bool
 	// OnFatal is called when Pebble reports an unrecoverable error (a WAL
 	// write or sync failed: the disk can no longer be trusted to hold what
-	// we acknowledge). nil means: log it and exit the process with status
-	// 74, so a supervisor restarts it and Pebble recovers from its WAL
-	// (crash-only). Tests that inject I/O errors pass a func that panics.
+	// we acknowledge). From then on every write returns ErrFailed, so the
+	// requests in flight are answered (451/503) rather than dropped. nil
+	// means: log it and exit the process with status 74 FatalExitGrace
+	// later, so a supervisor restarts it and Pebble recovers from its WAL
+	// (crash-only). Tests that inject I/O errors pass their own func.
 	OnFatal func(msg string)
 }
 
@@ -74,12 +90,36 @@ type DB struct {
 
 	maxEventBytes int
 
+	readOnly bool
+	// failed is set when Pebble reported a fatal error: no write reaches
+	// it again.
+	failed atomic.Bool
+
 	// stateMu orders delivery-state batches (read-modify-write, shared)
 	// against the deletion of events (inbox deletion and retention,
 	// exclusive): without it a state read before a deletion could be
 	// written back after it, resurrecting a pending event.
 	stateMu sync.RWMutex
 }
+
+// FatalExitGrace is how long the process lives after a fatal storage
+// error (the default OnFatal): long enough to answer the requests in
+// flight, too short to serve on.
+const FatalExitGrace = 2 * time.Second
+
+// writable reports why the store takes no writes (nil when it does).
+func (d *DB) writable() error {
+	switch {
+	case d.failed.Load():
+		return ErrFailed
+	case d.readOnly:
+		return ErrReadOnly
+	}
+	return nil
+}
+
+// ReadOnly reports whether the store was opened read-only.
+func (d *DB) ReadOnly() bool { return d.readOnly }
 
 // SettingsGen is a counter that increases after every committed change to
 // an inbox or a webhook setting. A cache entry fetched when it read g is
@@ -108,16 +148,26 @@ func Open(opts Options) (*DB, error) {
 		levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
 	po := &pebble.Options{
-		Levels: levels,
-		FS:     opts.FS,
-		Cache:  cache,
-		Logger: pebbleLogger{log: log.With("component", "pebble"), onFatal: opts.OnFatal},
+		Levels:   levels,
+		FS:       opts.FS,
+		Cache:    cache,
+		ReadOnly: opts.ReadOnly,
 		// Large inbound messages go through the WAL; a bigger memtable
 		// keeps flushes from stalling ingest.
 		MemTableSize:                64 << 20,
 		MemTableStopWritesThreshold: 4,
 		FormatMajorVersion:          pebble.FormatNewest,
+		MaxOpenFiles:                opts.MaxOpenFiles,
 	}
+	d := &DB{log: log, readOnly: opts.ReadOnly}
+	po.Logger = pebbleLogger{log: log.With("component", "pebble"), onFatal: func(msg string) {
+		d.failed.Store(true)
+		if opts.OnFatal != nil {
+			opts.OnFatal(msg)
+			return
+		}
+		time.AfterFunc(FatalExitGrace, func() { os.Exit(74) }) // EX_IOERR
+	}}
 	pdb, err := pebble.Open(opts.Dir, po)
 	if err != nil {
 		return nil, fmt.Errorf("cannot open store in %s: %w", opts.Dir, err)
@@ -126,8 +176,9 @@ func Open(opts Options) (*DB, error) {
 	if maxEvent <= 0 {
 		maxEvent = DefaultMaxEventBytes
 	}
-	return &DB{pdb: pdb, log: log, keys: newGenCache[APIKey](keyCacheMax), inboxes: newGenCache[Inbox](inboxCacheMax),
-		group: newGroupCommitter(pdb), maxEventBytes: maxEvent}, nil
+	d.pdb, d.keys, d.inboxes, d.maxEventBytes = pdb, newGenCache[APIKey](keyCacheMax), newGenCache[Inbox](inboxCacheMax), maxEvent
+	d.group = newGroupCommitter(pdb)
+	return d, nil
 }
 
 // Close flushes nothing extra (every acknowledged write is already synced)
@@ -202,8 +253,11 @@ func setJSON(b *pebble.Batch, k []byte, v any) {
 }
 
 // commit applies b with Sync and closes it.
-func commit(b *pebble.Batch) error {
+func (d *DB) commit(b *pebble.Batch) error {
 	defer b.Close()
+	if err := d.writable(); err != nil {
+		return err
+	}
 	if err := b.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("cannot commit batch: %w", err)
 	}
@@ -267,11 +321,7 @@ func (l pebbleLogger) Errorf(format string, args ...any) {
 
 func (l pebbleLogger) Fatalf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
-	l.log.Error("fatal storage error: exiting (crash-only)", "error", msg)
-	if l.onFatal != nil {
-		l.onFatal(msg)
-	} else {
-		os.Exit(74) // EX_IOERR
-	}
+	l.log.Error("fatal storage error: writes refused, exiting (crash-only)", "error", msg)
+	l.onFatal(msg)
 	panic("pebble: " + msg) // Fatalf must not return
 }

@@ -285,8 +285,10 @@ type StoredEvent struct {
 // afterID and before beforeID (both exclusive; "" = no bound), oldest
 // first, for which match(inbox, type) holds (nil matches all). It examines
 // at most scanLimit state records (0 = no limit) so that a subscription
-// matching little cannot scan the whole log.
-func (d *DB) EventsAfter(accountID, afterID, beforeID string, limit, scanLimit int, match func(inbox, typ string) bool) ([]StoredEvent, error) {
+// matching little cannot scan the whole log; when it stopped for that
+// reason with fewer than limit matches, more is the id of the last record
+// examined (resuming after it misses nothing).
+func (d *DB) EventsAfter(accountID, afterID, beforeID string, limit, scanLimit int, match func(inbox, typ string) bool) (evs []StoredEvent, more string, err error) {
 	pfx := prefixKey(pEventState + accountID)
 	lower := append(append([]byte(nil), pfx...), afterID...)
 	lower = append(lower, 0) // strictly after
@@ -297,15 +299,18 @@ func (d *DB) EventsAfter(accountID, afterID, beforeID string, limit, scanLimit i
 	var found []StoredEvent
 	scanned := 0
 	var decErr error
-	err := d.scanRange(lower, upper, false, func(k, v []byte) bool {
+	var last string
+	err = d.scanRange(lower, upper, false, func(k, v []byte) bool {
 		scanned++
 		st, err := decodeState(v)
 		if err != nil {
 			decErr = err
 			return false
 		}
+		id := string(k[len(pfx):])
+		last = id
 		if match == nil || match(st.InboxID, st.Type) {
-			found = append(found, StoredEvent{Event: Event{ID: string(k[len(pfx):])}, State: st})
+			found = append(found, StoredEvent{Event: Event{ID: id}, State: st})
 		}
 		return len(found) < limit && (scanLimit == 0 || scanned < scanLimit)
 	})
@@ -313,7 +318,10 @@ func (d *DB) EventsAfter(accountID, afterID, beforeID string, limit, scanLimit i
 		err = decErr
 	}
 	if err != nil {
-		return nil, fmt.Errorf("cannot scan events: %w", err)
+		return nil, "", fmt.Errorf("cannot scan events: %w", err)
+	}
+	if scanLimit > 0 && scanned >= scanLimit && len(found) < limit {
+		more = last
 	}
 	out := found[:0]
 	for _, se := range found {
@@ -322,12 +330,12 @@ func (d *DB) EventsAfter(accountID, afterID, beforeID string, limit, scanLimit i
 			continue // deleted meanwhile
 		}
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		se.Event = e
 		out = append(out, se)
 	}
-	return out, nil
+	return out, more, nil
 }
 
 // Due is one entry of the due index.
@@ -427,6 +435,9 @@ func (sb *StateBatch) Commit(sync bool) error {
 	if sb.n == 0 {
 		return nil
 	}
+	if err := sb.d.writable(); err != nil {
+		return err
+	}
 	opts := pebble.NoSync
 	if sync {
 		opts = pebble.Sync
@@ -499,7 +510,7 @@ func (d *DB) SweepEvents(deliveredBefore, failedBefore time.Time, max int) (int,
 		b.Close()
 		return 0, nil
 	}
-	if err := commit(b); err != nil {
+	if err := d.commit(b); err != nil {
 		return 0, err
 	}
 	return n, nil

@@ -54,7 +54,7 @@ func (d *DB) CreateInbox(in Inbox) (Inbox, error) {
 	setJSON(b, key2(pInbox, in.ID), in)
 	_ = b.Set(key(pAccountInbox+in.AccountID, in.ID), nil, nil)
 	_ = b.Set(key2(pAddress, in.MailboxName), []byte(in.ID), nil)
-	if err := commit(b); err != nil {
+	if err := d.commit(b); err != nil {
 		return Inbox{}, fmt.Errorf("cannot create inbox: %w", err)
 	}
 	d.settingsGen.Add(1)
@@ -145,7 +145,7 @@ func (d *DB) UpdateInbox(accountID, id string, fn func(*Inbox) error) (Inbox, er
 	}
 	b := d.pdb.NewBatch()
 	setJSON(b, key2(pInbox, in.ID), in)
-	if err := commit(b); err != nil {
+	if err := d.commit(b); err != nil {
 		return Inbox{}, fmt.Errorf("cannot update inbox: %w", err)
 	}
 	d.settingsGen.Add(1)
@@ -222,7 +222,7 @@ func (d *DB) DeleteInbox(accountID, id string) ([]string, error) {
 		b.Close()
 		return nil, fmt.Errorf("cannot delete inbox events: %w", err)
 	}
-	if err := commit(b); err != nil {
+	if err := d.commit(b); err != nil {
 		return nil, fmt.Errorf("cannot delete inbox: %w", err)
 	}
 	d.deleted.Store(id, struct{}{})
@@ -261,7 +261,7 @@ func (d *DB) UpdateWebhook(accountID string, fn func(w *Webhook, exists bool) (r
 		}
 		setJSON(b, key2(pWebhook, accountID), w)
 	}
-	if err := commit(b); err != nil {
+	if err := d.commit(b); err != nil {
 		return Webhook{}, fmt.Errorf("cannot update webhook: %w", err)
 	}
 	d.settingsGen.Add(1)

@@ -202,7 +202,7 @@ func TestEventLogOrderAndDueIndex(t *testing.T) {
 		t.Fatal("event ids do not sort by creation")
 	}
 	// EventsAfter: the suffix, oldest first, filtered, limited.
-	got, err := db.EventsAfter(a.ID, evts[4], "", 100, 0, func(inbox, _ string) bool { return inbox == in1.ID })
+	got, _, err := db.EventsAfter(a.ID, evts[4], "", 100, 0, func(inbox, _ string) bool { return inbox == in1.ID })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +222,7 @@ func TestEventLogOrderAndDueIndex(t *testing.T) {
 	if !slices.Equal(gotIDs, want) {
 		t.Fatalf("after %s:\n got %v\nwant %v", evts[4], gotIDs, want)
 	}
-	if got, _ := db.EventsAfter(a.ID, evts[4], "", 3, 0, func(string, string) bool { return true }); len(got) != 3 || got[0].ID != evts[5] {
+	if got, _, _ := db.EventsAfter(a.ID, evts[4], "", 3, 0, func(string, string) bool { return true }); len(got) != 3 || got[0].ID != evts[5] {
 		t.Fatalf("limit: %v", got)
 	}
 	// ScanDue: time order, only due ones.

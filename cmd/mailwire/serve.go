@@ -19,6 +19,7 @@ import (
 	"github.com/mailwire/mailwire/engine/ws"
 	"github.com/mailwire/mailwire/ingest"
 	"github.com/mailwire/mailwire/internal/app"
+	"github.com/mailwire/mailwire/internal/limits"
 	"github.com/mailwire/mailwire/store"
 )
 
@@ -49,6 +50,10 @@ type serveConfig struct {
 	Retention           time.Duration
 	FailedRetention     time.Duration
 	MaxMessageSize      int
+	IngestMemory        int
+	MinFreeDisk         string
+	HTTPMaxConnsPerIP   int
+	SMTPMaxConnsPerIP   int
 	LogLevel            string
 	LogFormat           string
 	ShutdownTimeout     time.Duration
@@ -84,6 +89,10 @@ func serveFlags(c *serveConfig) *flag.FlagSet {
 	fs.DurationVar(&c.Retention, "retention", 168*time.Hour, "how long delivered events are kept")
 	fs.DurationVar(&c.FailedRetention, "failed-retention", 720*time.Hour, "how long failed events are kept")
 	fs.Var(sizeValue{&c.MaxMessageSize}, "max-message-size", "largest inbound message, SMTP and HTTP (`size`)")
+	fs.Var(sizeValue{&c.IngestMemory}, "ingest-memory", "budget for message bytes in flight across SMTP and HTTP (`size`; default an eighth of the memory available, at least 4 messages); past it 451 4.3.0 / 503 + Retry-After")
+	fs.StringVar(&c.MinFreeDisk, "min-free-disk", "1GiB,5%", "below this free space under --data-dir (`size`, a percentage, or both: the smaller) ingest is refused (452 / 507) while everything else keeps working")
+	fs.IntVar(&c.HTTPMaxConnsPerIP, "http-max-conns-per-ip", app.DefaultHTTPMaxConnsPerIP, "concurrent HTTP/WebSocket connections from one client address (0: no cap, e.g. behind a proxy)")
+	fs.IntVar(&c.SMTPMaxConnsPerIP, "smtp-max-conns-per-ip", 100, "concurrent SMTP sessions from one client address; more get 421")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown may take before connections are dropped")
@@ -127,6 +136,12 @@ func (c *serveConfig) validate() error {
 	check(c.Retention > 0, "--retention must be positive")
 	check(c.FailedRetention > 0, "--failed-retention must be positive")
 	check(c.MaxMessageSize >= 1<<10 && c.MaxMessageSize <= 1<<30, "--max-message-size must be between 1KiB and 1GiB")
+	check(c.IngestMemory == 0 || int64(c.IngestMemory) >= limits.MessageCost(c.MaxMessageSize),
+		"--ingest-memory must hold at least one message of --max-message-size (%d bytes)", limits.MessageCost(c.MaxMessageSize))
+	_, derr := c.diskThreshold()
+	check(derr == nil, "--min-free-disk %q: %v", c.MinFreeDisk, derr)
+	check(c.HTTPMaxConnsPerIP >= 0, "--http-max-conns-per-ip must not be negative")
+	check(c.SMTPMaxConnsPerIP >= 1, "--smtp-max-conns-per-ip must be at least 1")
 	_, lerr := parseLevel(c.LogLevel)
 	check(lerr == nil, "--log-level %q: want debug, info, warn or error", c.LogLevel)
 	check(c.LogFormat == "text" || c.LogFormat == "json", "--log-format %q: want text or json", c.LogFormat)
@@ -135,6 +150,27 @@ func (c *serveConfig) validate() error {
 		return errors.New("invalid configuration:\n  " + strings.Join(p, "\n  "))
 	}
 	return nil
+}
+
+// diskThreshold parses --min-free-disk: a size, a percentage, or both
+// ("1GiB,5%": whichever is smaller on the data directory's filesystem).
+func (c *serveConfig) diskThreshold() (limits.DiskThreshold, error) {
+	var t limits.DiskThreshold
+	for _, part := range strings.Split(c.MinFreeDisk, ",") {
+		p, err := limits.ParseDiskThreshold(part, parseSize)
+		if err != nil {
+			return t, err
+		}
+		if p.Percent > 0 {
+			t.Percent = p.Percent
+		} else {
+			t.Bytes = p.Bytes
+		}
+	}
+	if t == (limits.DiskThreshold{}) {
+		t.Bytes = -1 // "0": no threshold
+	}
+	return t, nil
 }
 
 func parseLevel(s string) (slog.Level, error) {
@@ -176,8 +212,37 @@ func serve(args []string) error {
 	return run(ctx, &c, log, os.Stdout)
 }
 
-// run starts the node, waits for ctx, and stops it.
+// run starts the node, waits for ctx, and stops it. A node that started
+// read-only on a full disk is restarted, in the same process, once space
+// is back (it then opens the store for writing).
 func run(ctx context.Context, c *serveConfig, log *slog.Logger, out *os.File) error {
+	for {
+		a, err := startNode(c, log, out)
+		if err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			log.Info("shutting down")
+			stopNode(a, c, log)
+			log.Info("stopped")
+			return nil
+		case <-a.Writable():
+			stopNode(a, c, log)
+		}
+	}
+}
+
+func stopNode(a *app.App, c *serveConfig, log *slog.Logger) {
+	sctx, cancel := context.WithTimeout(context.Background(), c.ShutdownTimeout)
+	defer cancel()
+	if err := a.Shutdown(sctx); err != nil {
+		log.Warn("shutdown was not clean", "error", err)
+	}
+}
+
+func startNode(c *serveConfig, log *slog.Logger, out *os.File) (*app.App, error) {
+	threshold, _ := c.diskThreshold() // checked by validate
 	a, err := app.Start(app.Config{
 		HTTPAddr:    c.HTTPAddr,
 		SMTPAddr:    c.SMTPAddr,
@@ -205,28 +270,24 @@ func run(ctx context.Context, c *serveConfig, log *slog.Logger, out *os.File) er
 		Retention:           c.Retention,
 		FailedRetention:     c.FailedRetention,
 		MaxMessageSize:      c.MaxMessageSize,
+		IngestMemory:        int64(c.IngestMemory),
+		MinFreeDisk:         threshold,
+		HTTPMaxConnsPerIP:   c.HTTPMaxConnsPerIP,
+		SMTPMaxConnsPerIP:   c.SMTPMaxConnsPerIP,
 		Version:             version,
 		Logger:              log,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if c.Dev {
+	if c.Dev && !a.ReadOnly() {
 		if err := devSetup(c, a.DB, a.Ingest, a.HTTPAddr(), a.SMTPAddr(), out); err != nil {
 			log.Error("dev setup failed", "error", err)
 		}
 	}
-	log.Info("mailwire ready", "version", version, "http", a.HTTPAddr(), "smtp", a.SMTPAddr(), "data_dir", c.DataDir)
-
-	<-ctx.Done()
-	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), c.ShutdownTimeout)
-	defer cancel()
-	if err := a.Shutdown(sctx); err != nil {
-		log.Warn("shutdown was not clean", "error", err)
-	}
-	log.Info("stopped")
-	return nil
+	log.Info("mailwire ready", "version", version, "http", a.HTTPAddr(), "smtp", a.SMTPAddr(), "data_dir", c.DataDir,
+		"read_only", a.ReadOnly())
+	return a, nil
 }
 
 // devKeyFile keeps the dev account's key so `make run` can print it again

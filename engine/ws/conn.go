@@ -1,7 +1,6 @@
 package ws
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"net"
@@ -104,10 +103,12 @@ func (c *conn) end(code int) bool {
 	held := c.mu.held
 	c.mu.held, c.mu.heldBytes, c.mu.holding, c.mu.replayed = nil, 0, false, nil
 	c.mu.Unlock()
+	// Out of the index first, so no new push matches a connection that
+	// is going; then the held frames are resolved as not written.
+	c.hub.detach(c)
 	for _, hf := range held {
 		hf.tr.resolve(false, false)
 	}
-	c.hub.detach(c)
 	c.hub.m.closed(code)
 	return true
 }
@@ -191,23 +192,28 @@ type pushResult uint8
 
 const (
 	pushWritten pushResult = iota + 1
+	pushDeduped            // the replay had written this attempt's event here: counts as written
 	pushHeld               // held until the subscribe in progress ends
-	pushFailed
+	pushFailed             // the connection could not take it (slow consumer: closed)
+	pushGone               // the connection is closing or its socket is gone: not a match any more
 )
 
-// pushEvent writes (or, during a subscribe, holds) a live event frame.
-// A held frame registers with *trp, allocating it on first use.
-func (c *conn) pushEvent(evtID string, attempt int, frame []byte, trp **heldPush, done func(pushOutcome)) pushResult {
+// pushEvent writes (or, during a subscribe, holds) a live event frame and
+// reports whether the connection acks (read under c.mu, so consistent
+// with the write). A held frame registers with *trp, allocating it on
+// first use.
+func (c *conn) pushEvent(evtID string, attempt int, frame []byte, trp **heldPush, done func(pushOutcome)) (pushResult, bool) {
 	c.mu.Lock()
+	acking := c.acking.Load()
 	if c.mu.closing {
 		c.mu.Unlock()
-		return pushFailed
+		return pushGone, acking
 	}
 	if c.mu.holding {
 		if len(c.mu.held) >= heldFramesMax || c.pending.Load()+int64(c.mu.heldBytes+len(frame)) > int64(c.hub.cfg.MaxPending) {
 			c.mu.Unlock()
 			c.slowConsumer()
-			return pushFailed
+			return pushFailed, acking
 		}
 		if *trp == nil {
 			*trp = newHeldPush(done)
@@ -216,7 +222,7 @@ func (c *conn) pushEvent(evtID string, attempt int, frame []byte, trp **heldPush
 		c.mu.held = append(c.mu.held, heldFrame{evtID, attempt, frame, *trp})
 		c.mu.heldBytes += len(frame)
 		c.mu.Unlock()
-		return pushHeld
+		return pushHeld, acking
 	}
 	if n, ok := c.mu.replayed[evtID]; ok {
 		delete(c.mu.replayed, evtID)
@@ -225,18 +231,33 @@ func (c *conn) pushEvent(evtID string, attempt int, frame []byte, trp **heldPush
 		}
 		if n == attempt {
 			c.mu.Unlock()
-			return pushWritten // the replay wrote this attempt's event here
+			return pushDeduped, acking
 		}
 	}
 	r := c.writeLocked(frame)
 	c.mu.Unlock()
 	switch r {
 	case wrote:
-		return pushWritten
+		return pushWritten, acking
 	case slow:
 		c.slowConsumer()
+		return pushFailed, acking
 	}
-	return pushFailed
+	return pushGone, acking // closed, or nbio refused the write: the socket is going
+}
+
+// ackCreditMax bounds the acks a connection may send beyond the rate
+// limit (one per event frame it received and has not acked yet).
+const ackCreditMax = 10000
+
+// addAckCredit grants one ack for an event frame written.
+func (c *conn) addAckCredit() {
+	for {
+		n := c.ackCredit.Load()
+		if n >= ackCreditMax || c.ackCredit.CompareAndSwap(n, n+1) {
+			return
+		}
+	}
 }
 
 // Parse implements nbhttp.ParserCloser: nbio's poller hands it the bytes
@@ -311,9 +332,16 @@ func (c *conn) onClose(payload []byte) {
 }
 
 // onMessage handles a complete data message on the poller: limits, then
-// the command runs in order on the task pool.
+// the command runs in order on the task pool. The frame is decoded here,
+// so that an ack is recognised by what will run (exempt from the rate
+// limit within the connection's ack credit), not by a look at its bytes.
 func (c *conn) onMessage(op byte, msg []byte) {
-	free := op == opText && isAck(msg) && c.takeAckCredit()
+	var cmd command
+	var cmdErr error
+	if op == opText && utf8.Valid(msg) {
+		cmd, cmdErr = decodeCommand(msg)
+	}
+	free := op == opText && cmdErr == nil && cmd.Type == "ack" && c.takeAckCredit()
 	if !free && !c.allowFrame() {
 		c.hub.m.frameIn("invalid")
 		cfg := c.hub.cfg
@@ -323,19 +351,17 @@ func (c *conn) onMessage(op byte, msg []byte) {
 		})
 		return
 	}
-	if op == opBinary {
+	switch {
+	case op == opBinary:
 		c.hub.m.frameIn("binary")
 		c.later(func() { c.sendError("binary frames are not supported: send JSON text frames") })
-		return
-	}
-	if !utf8.Valid(msg) {
+	case !utf8.Valid(msg):
 		c.hub.m.frameIn("invalid")
 		c.dec.stop()
 		c.later(func() { c.close(closeInvalidPayload, "text frame is not valid UTF-8") })
-		return
+	default:
+		c.later(func() { c.handleCommand(cmd, cmdErr) })
 	}
-	cmd := append([]byte(nil), msg...)
-	c.later(func() { c.handleCommand(cmd) })
 }
 
 // allowFrame counts a client data message against the rate limit (a fixed
@@ -361,21 +387,6 @@ func (c *conn) takeAckCredit() bool {
 			return true
 		}
 	}
-}
-
-// isAck reports whether msg looks like an ack frame ({"type":"ack",...}
-// with any whitespace); it only decides how the frame is counted, the
-// command decoder still checks it.
-func isAck(msg []byte) bool {
-	i := bytes.Index(msg, []byte(`"type"`))
-	if i < 0 {
-		return false
-	}
-	rest := bytes.TrimLeft(msg[i+len(`"type"`):], " \t\r\n")
-	if len(rest) == 0 || rest[0] != ':' {
-		return false
-	}
-	return bytes.HasPrefix(bytes.TrimLeft(rest[1:], " \t\r\n"), []byte(`"ack"`))
 }
 
 func (c *conn) isClosing() bool {

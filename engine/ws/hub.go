@@ -132,21 +132,28 @@ func (h *Hub) Push(ev *store.Event, attempt int, at time.Time, done func(deliver
 	var res delivery.PushResult
 	var tr *heldPush
 	if len(conns) > 0 {
-		res.Matched = len(conns)
 		frame := encodeEventFrame(ev, attempt, at)
+		sent := 0
 		for _, c := range conns {
-			switch c.pushEvent(ev.ID, attempt, frame, &tr, done) {
-			case pushWritten:
+			r, acking := c.pushEvent(ev.ID, attempt, frame, &tr, done)
+			if r == pushGone {
+				continue // closing: not an open matching connection (PROTOCOL.md §6)
+			}
+			res.Matched++
+			if r == pushWritten || r == pushDeduped {
 				res.Written++
-				c.ackCredit.Add(1)
-				if c.acking.Load() {
+				if acking {
 					res.Acking++
 				}
 			}
+			if r == pushWritten {
+				sent++
+				c.addAckCredit()
+			}
 		}
-		h.m.delivered.Add(res.Written)
-		h.m.frameOutN("event", res.Written)
-		h.m.bytesOut.Add(res.Written * len(frame))
+		h.m.delivered.Add(sent)
+		h.m.frameOutN("event", sent)
+		h.m.bytesOut.Add(sent * len(frame))
 	}
 	clear(conns)
 	*bp = conns[:0]

@@ -36,10 +36,10 @@ type gatedBackend struct {
 
 func (b *gatedBackend) UnownedInboxes(string, []string) ([]string, error) { return nil, nil }
 func (b *gatedBackend) EventKnown(string, string) (bool, error)           { return true, nil }
-func (b *gatedBackend) Replay(string, string, int, func(string, string) bool) ([]store.StoredEvent, error) {
+func (b *gatedBackend) Replay(string, string, int, func(string, string) bool) ([]store.StoredEvent, string, error) {
 	b.entered <- struct{}{}
 	<-b.gate
-	return nil, nil
+	return nil, "", nil
 }
 func (b *gatedBackend) Ack(string, string) error           { return nil }
 func (b *gatedBackend) Replayed(string, string, time.Time) {}

@@ -24,8 +24,10 @@ type Backend interface {
 	// Replay returns up to limit stored events of the account after
 	// afterID whose (inbox, type) match, oldest first, all durable, and
 	// none that an event still being stored could precede (so a client
-	// that resumes from the last one returned misses nothing).
-	Replay(accountID, afterID string, limit int, match func(inbox, typ string) bool) ([]store.StoredEvent, error)
+	// that resumes from the last one returned misses nothing). When it
+	// examined as many events as it may without finding limit matches,
+	// more is the id of the last one examined (a cursor to resume from).
+	Replay(accountID, afterID string, limit int, match func(inbox, typ string) bool) (evs []store.StoredEvent, more string, err error)
 	// Ack records a client's ack of an event of the account
 	// (store.ErrNotFound when there is no such event).
 	Ack(accountID, evtID string) error
@@ -42,13 +44,19 @@ type Backend interface {
 // (PROTOCOL.md §5: inbox lifecycle types are webhook-only).
 var KnownEventTypes = []string{store.EventMessageReceived}
 
-// handleCommand runs one client command. Commands of one connection run in
-// order on nbio's task pool (never on the poller: they read storage).
-func (c *conn) handleCommand(b []byte) {
+// handleCommand runs one client command (decoded on the poller; err is
+// the decoding error). Commands of one connection run in order on nbio's
+// task pool (never on the poller: they read storage). Once the connection
+// is closing nothing is answered, but an ack is still recorded: a client
+// may ack and close in one breath (PROTOCOL.md §6 settles on the ack).
+func (c *conn) handleCommand(cmd command, err error) {
 	if c.isClosing() {
+		if err == nil && cmd.Type == "ack" {
+			c.hub.m.frameIn("ack")
+			c.ack(&cmd)
+		}
 		return
 	}
-	cmd, err := decodeCommand(b)
 	if err != nil {
 		c.hub.m.frameIn("invalid")
 		c.sendError(err.Error())
@@ -149,15 +157,17 @@ func (c *conn) subscribe(cmd *command) {
 	c.mu.holding = true
 	c.mu.Unlock()
 
+	// The hold ends whatever happens (a panic in the replay included):
+	// held pushes must be resolved, or their events stay claimed.
+	var replayed map[string]int
+	defer func() { c.endHold(replayed) }()
 	c.sendText("subscribed", subscribedFrame(f))
 	if replayErr != "" {
 		c.sendError(replayErr)
 	}
-	var replayed map[string]int
 	if replayFrom != "" {
 		replayed = c.replay(replayFrom, f)
 	}
-	c.endHold(replayed)
 }
 
 // replay sends the stored events after from that match f, oldest first
@@ -167,11 +177,17 @@ func (c *conn) subscribe(cmd *command) {
 // carry.
 func (c *conn) replay(from string, f subs.Filter) map[string]int {
 	h := c.hub
-	evs, err := h.backend.Replay(c.accountID, from, h.cfg.ReplayLimit, f.Matches)
+	evs, more, err := h.backend.Replay(c.accountID, from, h.cfg.ReplayLimit, f.Matches)
 	if err != nil {
 		h.log.Error("cannot read events for replay", "error", err)
 		c.sendError("internal error during replay")
 		return nil
+	}
+	if more != "" {
+		// Said before the events, so a client that stops at the error
+		// still has a cursor that misses nothing.
+		defer c.sendError("replay stopped early: too many stored events do not match this subscription; " +
+			"subscribe again with last_event_id " + more + " for the rest")
 	}
 	if len(evs) == 0 {
 		return nil
@@ -193,11 +209,15 @@ func (c *conn) replay(from string, f subs.Filter) map[string]int {
 		if !c.send(encodeEventFrame(&ev.Event, attempt, now)) {
 			return replayed
 		}
-		c.ackCredit.Add(1)
+		c.addAckCredit()
 		replayed[ev.ID] = next
 		h.m.frameOut("replay")
 		h.m.replayed.Inc()
-		if pending && !acking {
+		// A pending event written to a connection that does not ack is
+		// settled, unless an attempt of it is in flight: that attempt's
+		// push is then dropped here as a duplicate and counts as written,
+		// so its outcome records the success (no second record).
+		if pending && !acking && !h.backend.InFlight(ev.ID) {
 			h.backend.Replayed(c.accountID, ev.ID, now)
 		}
 	}
@@ -213,23 +233,33 @@ func (c *conn) endHold(replayed map[string]int) {
 		written bool
 	}
 	acking := c.acking.Load()
+	// A replayed event may be committed (so the scan saw it) but not yet
+	// pushed live: that push comes after this point. Those still in the
+	// delivery pipeline are remembered, with the attempt the push will
+	// carry, so that push is dropped rather than sent twice. (Asked before
+	// c.mu is taken: no Backend call runs under a connection's lock. An
+	// event that leaves the pipeline meanwhile only leaves an entry that
+	// matches nothing.)
+	var inFlight map[string]int
+	for id, n := range replayed {
+		if c.hub.backend.InFlight(id) {
+			if inFlight == nil {
+				inFlight = make(map[string]int)
+			}
+			inFlight[id] = n
+		}
+	}
 	c.mu.Lock()
 	held := c.mu.held
 	c.mu.held, c.mu.heldBytes, c.mu.holding = nil, 0, false
-	// A replayed event may be committed (so the scan saw it) but not yet
-	// pushed live: that push comes after this point. Remember those still
-	// in the delivery pipeline, with the attempt the push will carry, so
-	// that push is dropped rather than sent twice; a push already held
-	// here needs no entry. Pushes take c.mu, so none can slip between
-	// this check and the flag.
-	c.mu.replayed = nil
-	for id, n := range replayed {
-		if !slices.ContainsFunc(held, func(hf heldFrame) bool { return hf.evtID == id }) && c.hub.backend.InFlight(id) {
-			if c.mu.replayed == nil {
-				c.mu.replayed = make(map[string]int)
-			}
-			c.mu.replayed[id] = n
-		}
+	// A push already held here needs no entry. Pushes take c.mu, so none
+	// can slip between here and the flag.
+	for _, hf := range held {
+		delete(inFlight, hf.evtID)
+	}
+	c.mu.replayed = inFlight
+	if c.mu.closing {
+		c.mu.replayed = nil
 	}
 	results := make([]res, 0, len(held))
 	isSlow := false
@@ -247,7 +277,7 @@ func (c *conn) endHold(replayed map[string]int) {
 		isSlow = r == slow
 		if r == wrote {
 			written++
-			c.ackCredit.Add(1)
+			c.addAckCredit()
 		}
 		results = append(results, res{hf.tr, r == wrote})
 	}

@@ -84,6 +84,10 @@ func (h *Hub) Upgrade(w http.ResponseWriter, r *http.Request, key string, auth A
 	c.dec.maxFrame = h.cfg.MaxFrame
 	c.openedAt = time.Now().UnixNano()
 	c.lastPingAt.Store(c.openedAt)
+	// Counted before the session is installed: once it is, the poller may
+	// end the connection (a close frame right behind the handshake), and
+	// ending must find it registered, or its account slot would leak.
+	full := auth.Failure == "" && !h.register(c)
 	// Install the session before the 101 goes out: the client may send
 	// its first frame as soon as it reads it.
 	nbc.SetSession(c)
@@ -100,7 +104,7 @@ func (h *Hub) Upgrade(w http.ResponseWriter, r *http.Request, key string, auth A
 		c.fail(closeUnauthorized, auth.Failure)
 		return nil
 	}
-	if !h.register(c) {
+	if full {
 		c.fail(closeTooManyConns, "too many connections: at most "+strconv.Itoa(h.cfg.MaxConnsPerAccount)+" per account")
 		return nil
 	}

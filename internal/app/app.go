@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -19,6 +21,7 @@ import (
 	"github.com/mailwire/mailwire/engine"
 	"github.com/mailwire/mailwire/engine/ws"
 	"github.com/mailwire/mailwire/ingest"
+	"github.com/mailwire/mailwire/internal/limits"
 	"github.com/mailwire/mailwire/store"
 )
 
@@ -26,6 +29,7 @@ import (
 type Config struct {
 	HTTPAddr            string
 	HTTPIdleTimeout     time.Duration // 0: the engine's default (60s)
+	HTTPHeadTimeout     time.Duration // 0: the engine's default (10s)
 	SMTPAddr            string        // "" disables SMTP
 	SMTPTLSCert         string
 	SMTPTLSKey          string
@@ -43,8 +47,17 @@ type Config struct {
 	Retention           time.Duration
 	FailedRetention     time.Duration
 	MaxMessageSize      int
-	Version             string
-	Logger              *slog.Logger
+	// IngestMemory is --ingest-memory (0: limits.DefaultIngestMemory).
+	IngestMemory int64
+	// MinFreeDisk is --min-free-disk (zero: limits.DefaultDiskThreshold).
+	MinFreeDisk limits.DiskThreshold
+	// HTTPMaxConnsPerIP is --http-max-conns-per-ip (0: no cap; negative:
+	// the default, 256). SMTPMaxConnsPerIP is --smtp-max-conns-per-ip (0:
+	// the default, 100).
+	HTTPMaxConnsPerIP int
+	SMTPMaxConnsPerIP int
+	Version           string
+	Logger            *slog.Logger
 }
 
 // App is a running node.
@@ -56,7 +69,26 @@ type App struct {
 	Ingest   *ingest.Service
 	Engine   *engine.Server
 	SMTP     smtpServer // nil when disabled
+	Limits   engine.Limits
+
+	writable  chan struct{}
+	stopWatch chan struct{}
+	stopOnce  sync.Once
+	wg        sync.WaitGroup
 }
+
+// Resource shares (descriptors) not given to client sockets.
+const (
+	// pebbleFiles is the table files Pebble may keep open: mailwire's
+	// database has a few dozen tables; beyond it Pebble's table cache
+	// closes and reopens them.
+	pebbleFiles = 256
+	// otherFiles covers listeners, the WAL and MANIFEST, log and /proc
+	// reads, DNS lookups and the like.
+	otherFiles = 64
+	// DefaultHTTPMaxConnsPerIP is --http-max-conns-per-ip's default.
+	DefaultHTTPMaxConnsPerIP = 256
+)
 
 // Start opens the store and starts every component.
 func Start(cfg Config) (*App, error) {
@@ -72,11 +104,22 @@ func Start(cfg Config) (*App, error) {
 			return nil, fmt.Errorf("cannot create data directory: %w", err)
 		}
 	}
-	db, err := store.Open(store.Options{Dir: cfg.DataDir, FS: cfg.FS, Logger: log, MaxEventBytes: cfg.MaxEventBytes})
+	dset, eset := metrics.NewSet(), metrics.NewSet()
+	lim, err := newLimits(cfg, eset, log)
 	if err != nil {
 		return nil, err
 	}
-	dset, eset := metrics.NewSet(), metrics.NewSet()
+	readOnly := lim.Disk != nil && tooFullToOpen(cfg.DataDir, lim.Disk)
+	if readOnly {
+		log.Error("the disk is too full to open the store for writing: serving read-only (ingest refused, no deliveries) until space comes back",
+			"dir", cfg.DataDir, "free_bytes", lim.Disk.Free())
+	}
+	db, err := store.Open(store.Options{Dir: cfg.DataDir, FS: cfg.FS, Logger: log, MaxEventBytes: cfg.MaxEventBytes,
+		MaxOpenFiles: pebbleFiles, ReadOnly: readOnly})
+	if err != nil {
+		lim.Disk.Stop()
+		return nil, err
+	}
 	disp := delivery.New(db, delivery.Config{
 		Schedule:        cfg.RetrySchedule,
 		AckTimeout:      cfg.AckTimeout,
@@ -99,6 +142,7 @@ func Start(cfg Config) (*App, error) {
 	srv := engine.New(engine.Config{
 		Addr:                 cfg.HTTPAddr,
 		IdleTimeout:          cfg.HTTPIdleTimeout,
+		HeadTimeout:          cfg.HTTPHeadTimeout,
 		AdminToken:           cfg.AdminToken,
 		MaxMessageSize:       cfg.MaxMessageSize,
 		AllowPrivateWebhooks: cfg.WebhookAllowPrivate,
@@ -107,8 +151,11 @@ func Start(cfg Config) (*App, error) {
 		ExtraMetrics:         []*metrics.Set{dset},
 		Logger:               log,
 		Version:              cfg.Version,
-	}, engine.Deps{DB: db, Ingest: ing, Delivery: disp})
-	a := &App{cfg: cfg, log: log, DB: db, Delivery: disp, Ingest: ing, Engine: srv}
+	}, engine.Deps{DB: db, Ingest: ing, Delivery: disp, Limits: lim})
+	a := &App{cfg: cfg, log: log, DB: db, Delivery: disp, Ingest: ing, Engine: srv, Limits: lim, stopWatch: make(chan struct{})}
+	if readOnly {
+		a.watchDisk()
+	}
 	disp.SetPusher(srv.Pusher())
 	disp.Start()
 	if err := srv.Start(); err != nil {
@@ -116,7 +163,7 @@ func Start(cfg Config) (*App, error) {
 		return nil, err
 	}
 	if cfg.SMTPAddr != "" {
-		s, err := startSMTP(cfg, db, ing, eset, log)
+		s, err := startSMTP(cfg, db, ing, lim, eset, log)
 		if err != nil {
 			a.stop(context.Background())
 			return nil, err
@@ -125,6 +172,60 @@ func Start(cfg Config) (*App, error) {
 	}
 	return a, nil
 }
+
+// ReadOnly reports whether the node runs on a read-only store (it started
+// on a full disk).
+func (a *App) ReadOnly() bool { return a.DB.ReadOnly() }
+
+// Writable is closed once a read-only node's disk has room again: the
+// caller then restarts the node, which opens the store for writing. It is
+// nil (never ready) for a node that is not read-only.
+func (a *App) Writable() <-chan struct{} { return a.writable }
+
+// watchDisk closes a.writable when the disk is back above the threshold.
+func (a *App) watchDisk() {
+	ch := make(chan struct{})
+	a.writable = ch
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-a.stopWatch:
+				return
+			case <-t.C:
+				if !a.Limits.Disk.Low() {
+					a.log.Info("disk space is back: the node restarts to open the store for writing")
+					close(ch)
+					return
+				}
+			}
+		}
+	}()
+}
+
+// tooFullToOpen reports whether the free space under dir is too little
+// to open the store for writing: Pebble replays its write-ahead log into
+// tables when it opens, and on a full disk it would retry that for ever.
+func tooFullToOpen(dir string, d *limits.Disk) bool {
+	var wal int64
+	if ents, err := os.ReadDir(dir); err == nil {
+		for _, e := range ents {
+			if strings.HasSuffix(e.Name(), ".log") {
+				if fi, err := e.Info(); err == nil {
+					wal += fi.Size()
+				}
+			}
+		}
+	}
+	return d.Low() && int64(d.Free()) < max(openMinFree, 2*wal)
+}
+
+// openMinFree is the least free space the store is opened for writing
+// with when the disk is low anyway.
+const openMinFree = 64 << 20
 
 // HTTPAddr is the bound HTTP address.
 func (a *App) HTTPAddr() string { return a.Engine.Addr() }
@@ -147,13 +248,61 @@ func (a *App) Shutdown(ctx context.Context) error {
 	return a.stop(ctx)
 }
 
+// stop takes the node down in the order that keeps every promise: no new
+// attempt starts once the drain began (an attempt made after the
+// WebSockets closed would fall back to the webhook for nothing), the
+// attempts in flight finish, then the WebSockets close (the outcomes of
+// frames they held are still recorded), SMTP finishes its transactions,
+// the delivery writer records what is left, and only then the HTTP
+// listener and the store close.
 func (a *App) stop(ctx context.Context) error {
+	a.stopOnce.Do(func() { close(a.stopWatch) })
+	a.wg.Wait()
 	var errs []error
+	errs = append(errs, a.Delivery.Quiesce(ctx))
+	a.Engine.CloseWebSockets()
 	if a.SMTP != nil {
 		errs = append(errs, a.SMTP.Shutdown(ctx))
 	}
-	errs = append(errs, a.Delivery.Shutdown(ctx))
+	_ = a.Delivery.Shutdown(ctx) // its error is Quiesce's, reported above
 	errs = append(errs, a.Engine.Shutdown(ctx))
 	errs = append(errs, a.DB.Close())
+	a.Limits.Disk.Stop()
 	return errors.Join(errs...)
+}
+
+// newLimits makes the resource budgets shared by HTTP and SMTP.
+func newLimits(cfg Config, set *metrics.Set, log *slog.Logger) (engine.Limits, error) {
+	var l engine.Limits
+	mem := cfg.IngestMemory
+	if mem <= 0 {
+		mem = limits.DefaultIngestMemory(cfg.MaxMessageSize)
+	}
+	l.Memory = limits.NewMemory(mem, set, log)
+	workers := cfg.WebhookWorkers
+	if workers <= 0 {
+		workers = 64
+	}
+	fds := limits.NewDescriptors(int64(pebbleFiles+otherFiles+workers), set, log)
+	perIP := cfg.HTTPMaxConnsPerIP
+	if perIP < 0 {
+		perIP = DefaultHTTPMaxConnsPerIP
+	}
+	l.HTTP = limits.NewGate("http", fds, perIP)
+	l.Descriptors = fds
+	if cfg.FS == nil { // a data directory on the OS's filesystem to watch
+		t := cfg.MinFreeDisk
+		if t == (limits.DiskThreshold{}) {
+			t = limits.DefaultDiskThreshold
+		}
+		d, err := limits.NewDisk(cfg.DataDir, t, set, log)
+		if err != nil {
+			return l, err
+		}
+		d.Start()
+		l.Disk = d
+	}
+	log.Info("resource budgets", "ingest_memory_bytes", mem, "fd_limit", fds.Limit(), "client_sockets", fds.Budget(),
+		"http_max_conns_per_ip", perIP, "min_free_disk", cfg.MinFreeDisk.String())
+	return l, nil
 }

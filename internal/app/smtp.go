@@ -6,6 +6,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/mailwire/mailwire/engine"
 	"github.com/mailwire/mailwire/ingest"
 	"github.com/mailwire/mailwire/smtpd"
 	"github.com/mailwire/mailwire/store"
@@ -17,9 +18,13 @@ type smtpServer interface {
 }
 
 // startSMTP starts the SMTP listener (smtpd) on cfg.SMTPAddr.
-func startSMTP(cfg Config, db *store.DB, ing *ingest.Service, set *metrics.Set, log *slog.Logger) (smtpServer, error) {
+func startSMTP(cfg Config, db *store.DB, ing *ingest.Service, lim engine.Limits, set *metrics.Set, log *slog.Logger) (smtpServer, error) {
 	s, err := smtpd.New(smtpd.Config{
 		Addr:           cfg.SMTPAddr,
+		MaxConnsPerIP:  cfg.SMTPMaxConnsPerIP,
+		Memory:         lim.Memory,
+		Disk:           lim.Disk,
+		Descriptors:    lim.Descriptors,
 		Domain:         cfg.MailDomain,
 		MaxMessageSize: cfg.MaxMessageSize,
 		TLSCertFile:    cfg.SMTPTLSCert,

@@ -54,6 +54,38 @@ func NewAt(prefix string, t time.Time) string {
 	return prefix + id.String()
 }
 
+// Sequence makes ids of one kind that strictly increase in the order they
+// are made, whatever other ids the process makes meanwhile and even if
+// the wall clock steps back: it has its own monotonic entropy and never
+// lets the time part go backwards. It is not safe for concurrent use (its
+// caller orders the calls, e.g. under a lock that also records the ids).
+type Sequence struct {
+	prefix  string
+	entropy *ulid.MonotonicEntropy
+	lastMs  uint64
+}
+
+// NewSequence returns a Sequence of ids with prefix.
+func NewSequence(prefix string) *Sequence {
+	return &Sequence{prefix: prefix, entropy: ulid.Monotonic(rand.Reader, 0)}
+}
+
+// Next returns the next id: greater than every id this Sequence made.
+func (q *Sequence) Next() string {
+	ms := max(ulid.Timestamp(time.Now()), q.lastMs)
+	id, err := ulid.New(ms, q.entropy)
+	if err != nil {
+		// The entropy overflowed within one millisecond: take the next one.
+		ms++
+		id, err = ulid.New(ms, q.entropy)
+		if err != nil {
+			panic("BUG: cannot generate ULID: " + err.Error())
+		}
+	}
+	q.lastMs = ms
+	return q.prefix + id.String()
+}
+
 // Valid reports whether s is prefix + a well-formed ULID.
 func Valid(prefix, s string) bool {
 	if len(s) != len(prefix)+ulidLen || !strings.HasPrefix(s, prefix) {
