@@ -4,11 +4,11 @@ package mailparse
 type Limits struct {
 	// MaxParts is the most MIME parts Parse reads, counting every part inside the message
 	// (multipart containers and leaves, not the message itself). Parts after the limit are
-	// dropped with a Warning. Default DefaultMaxParts.
+	// dropped with a Warning and Message.PartsTruncated. Default DefaultMaxParts.
 	MaxParts int
 	// MaxDepth is how deeply multiparts may nest: the message is at depth 0 and the parts of a
 	// multipart at depth d are at depth d+1. A multipart whose parts would be deeper than
-	// MaxDepth is dropped with a Warning. Default DefaultMaxDepth.
+	// MaxDepth is dropped with a Warning and Message.PartsTruncated. Default DefaultMaxDepth.
 	MaxDepth int
 	// MaxHeaderBytes caps the message's header section in bytes: a larger one makes Parse fail
 	// with ErrHeaderTooLarge. A MIME part whose header block is larger is kept as plain text
@@ -19,9 +19,16 @@ type Limits struct {
 // Defaults for Limits. Real mail rarely has more than 50 parts or nests more than 6 deep
 // (message/rfc822 attachments are not descended into, so forwarding adds no depth).
 const (
-	// DefaultMaxParts bounds the per-part cost: enmime allocates 12-25 KiB of buffers (bufio,
-	// charset and transfer decoders) per part, whatever its size.
-	DefaultMaxParts = 256
+	// DefaultMaxParts keeps every attachment of any realistic message while bounding the
+	// per-part cost, which is paid whatever the part's size: about 7 KiB allocated per part
+	// (enmime's header reading, see decode.go), 18 KiB for the parts whose content enmime
+	// decodes (charsets like UTF-7, malformed encodings). Measured (BenchmarkParseParts,
+	// BenchmarkParseMemParts, 2-core AMD EPYC): a message of a text and 999 attachments of
+	// 1 KiB (1.5 MiB) parses in 15-18 ms, allocating 9.4 MiB (13 MiB when enmime decoded
+	// every part), with a heap peak of 5-6 MiB above the input and 1.1 MiB held by the
+	// Message; 1000 tiny parts take 9 ms and 6.2 MiB. The worst 64 KiB input (1000 parts
+	// enmime decodes) allocates 19 MiB.
+	DefaultMaxParts = 1000
 	// DefaultMaxDepth bounds the O(depth × size) cost of splitting nested multiparts.
 	DefaultMaxDepth = 10
 	// DefaultMaxHeaderBytes is generous: Postfix's header_size_limit is 100 KiB.

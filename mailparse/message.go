@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/inbucket/html2text"
 	"github.com/jhillyerd/enmime/v2/mediatype"
@@ -51,6 +52,7 @@ func (p *parser) message(root *node) *Message {
 	if p.dropped > 0 {
 		p.warnings = append(p.warnings, strconv.Itoa(p.dropped)+" more warnings left out")
 	}
+	m.PartsTruncated = p.partsCut || p.depthCut
 	m.Warnings = p.warnings
 	if m.Warnings == nil {
 		m.Warnings = []string{}
@@ -153,12 +155,17 @@ func (p *parser) decodeBody(n *node) string {
 	return crlfToLF(b)
 }
 
-// crlfToLF returns b as a string with CRLF line endings turned into LF. It may rewrite b, which
-// enmime allocated for this part alone.
+// crlfToLF returns b as a string with CRLF line endings turned into LF. It takes b over: b was
+// allocated for this part alone (by decodeLeaf, enmime or decodeBody), nothing reads or writes it
+// afterwards, so it is rewritten in place and becomes the string's memory instead of being copied
+// (a 20 MiB body would otherwise be held twice).
 func crlfToLF(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
 	i := bytes.Index(b, []byte("\r\n"))
 	if i < 0 {
-		return string(b)
+		return unsafe.String(unsafe.SliceData(b), len(b))
 	}
 	w := i
 	for r := i; r < len(b); r++ {
@@ -168,7 +175,7 @@ func crlfToLF(b []byte) string {
 		b[w] = b[r]
 		w++
 	}
-	return string(b[:w])
+	return unsafe.String(unsafe.SliceData(b), w)
 }
 
 // collectPartErrors turns enmime's per-part problems into Warnings, in document order.

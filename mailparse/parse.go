@@ -53,6 +53,10 @@ type Message struct {
 	Attachments []Attachment
 	// Warnings lists problems that were tolerated (malformed MIME, limits hit, bad charsets...).
 	Warnings []string
+	// PartsTruncated is set when MIME parts were left out because of Limits.MaxParts or
+	// Limits.MaxDepth: Attachments (or the bodies) may then be incomplete, while the raw message
+	// still holds everything. It is reported whether or not its Warning fit in Warnings.
+	PartsTruncated bool
 }
 
 // enmimeParser is immutable configuration shared by all Parse calls; enmime copies it per call.
@@ -178,7 +182,7 @@ func (p *parser) parsePart(data []byte, id string, depth int) *node {
 		return p.readLeaf(n, data, hdrLen, bodyStart)
 	}
 	// Read the header block alone to see whether this is a multipart.
-	hp, err := readParts(data[:bodyStart])
+	hp, err := readParts(enmimeParser, data[:bodyStart])
 	if err != nil || !strings.HasPrefix(hp.ContentType, "multipart/") || hp.Boundary == "" {
 		return p.readLeaf(n, data, hdrLen, bodyStart)
 	}
@@ -229,7 +233,11 @@ func (p *parser) parsePart(data []byte, id string, depth int) *node {
 // established that it is not a multipart with a boundary, using the same media-type parser.
 func (p *parser) readLeaf(n *node, data []byte, hdrLen, bodyStart int) *node {
 	data = p.cleanBase64(n, data, hdrLen, bodyStart)
-	part, err := readParts(data)
+	if part, ok := decodeLeaf(data, bodyStart); ok {
+		n.part = part
+		return n
+	}
+	part, err := readParts(enmimeParser, data)
 	if err != nil {
 		p.warn("%s: %v; kept as text", n.label(), err)
 		var h map[string][]string
@@ -251,10 +259,10 @@ func (p *parser) readLeaf(n *node, data []byte, hdrLen, bodyStart int) *node {
 // to it: contents are copied out with io.ReadAll.
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
 
-func readParts(data []byte) (*enmime.Part, error) {
+func readParts(parser *enmime.Parser, data []byte) (*enmime.Part, error) {
 	br := readerPool.Get().(*bufio.Reader)
 	br.Reset(bytes.NewReader(data))
-	part, err := enmimeParser.ReadParts(br)
+	part, err := parser.ReadParts(br)
 	br.Reset(nil)
 	readerPool.Put(br)
 	return part, err

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -353,6 +354,78 @@ func TestParseLimits(t *testing.T) {
 		checkInvariants(t, m, lim.withDefaults())
 		eq(t, "Text", m.Text, "part 0\npart 1\npart 2\npart 3")
 		hasWarning(t, m, "more than 4 MIME parts")
+		if !m.PartsTruncated {
+			t.Error("PartsTruncated not set")
+		}
+
+		// Exactly MaxParts parts: nothing left out.
+		m, err = Parse([]byte(b.String()), Limits{MaxParts: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.PartsTruncated || len(m.Warnings) > 0 {
+			t.Errorf("10 parts at MaxParts 10: PartsTruncated %v, warnings %q", m.PartsTruncated, m.Warnings)
+		}
+	})
+	t.Run("300 attachments", func(t *testing.T) {
+		m, err := Parse(mimeWithAttachments(300, 100), Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(m.Attachments) != 300 || m.PartsTruncated {
+			t.Errorf("%d attachments, PartsTruncated %v; want all 300", len(m.Attachments), m.PartsTruncated)
+		}
+		for i, a := range m.Attachments {
+			if want := payload(100, byte(i)); a.Filename != "f"+strconv.Itoa(i)+".pdf" || !bytes.Equal(a.Data, want) {
+				t.Fatalf("attachment %d: %q, %d bytes", i, a.Filename, len(a.Data))
+			}
+		}
+		noWarnings(t, m)
+		eq(t, "Text", m.Text, "See the attached files.")
+	})
+	t.Run("more than MaxParts attachments", func(t *testing.T) {
+		// The text body is a part too: DefaultMaxParts-1 attachments fit.
+		m, err := Parse(mimeWithAttachments(DefaultMaxParts+100, 10), Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkInvariants(t, m, Limits{}.withDefaults())
+		if len(m.Attachments) != DefaultMaxParts-1 || !m.PartsTruncated {
+			t.Errorf("%d attachments, PartsTruncated %v; want %d and true", len(m.Attachments), m.PartsTruncated, DefaultMaxParts-1)
+		}
+		if last := m.Attachments[len(m.Attachments)-1]; last.Filename != "f"+strconv.Itoa(DefaultMaxParts-2)+".pdf" {
+			t.Errorf("last attachment %q", last.Filename)
+		}
+		hasWarning(t, m, "more than "+strconv.Itoa(DefaultMaxParts)+" MIME parts")
+
+		m, err = Parse(mimeWithAttachments(60, 10), Limits{MaxParts: 50})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(m.Attachments) != 49 || !m.PartsTruncated {
+			t.Errorf("MaxParts 50: %d attachments, PartsTruncated %v", len(m.Attachments), m.PartsTruncated)
+		}
+	})
+	t.Run("truncation reported past the warning cap", func(t *testing.T) {
+		// maxWarnings problems before the limit is hit: its Warning is left out, the flag is not.
+		var b strings.Builder
+		b.WriteString("Content-Type: multipart/mixed; boundary=b\r\n\r\n")
+		for range maxWarnings + 5 {
+			b.WriteString("--b\r\nContent-Type: multipart/mixed; boundary=c\r\n\r\nno delimiter\r\n")
+		}
+		b.WriteString("--b--\r\n")
+		m, err := Parse([]byte(b.String()), Limits{MaxParts: maxWarnings + 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !m.PartsTruncated {
+			t.Error("PartsTruncated not set")
+		}
+		for _, w := range m.Warnings {
+			if strings.Contains(w, "MIME parts") {
+				t.Errorf("the limit's warning fit (%q): the test needs more problems first", w)
+			}
+		}
 	})
 	t.Run("depth", func(t *testing.T) {
 		m, err := Parse([]byte(nested(5, "deep text")), Limits{MaxDepth: 3})
@@ -361,6 +434,9 @@ func TestParseLimits(t *testing.T) {
 		}
 		eq(t, "Text", m.Text, "level 1\nlevel 2\nlevel 3")
 		hasWarning(t, m, "nested deeper than 3 levels")
+		if !m.PartsTruncated {
+			t.Error("PartsTruncated not set")
+		}
 
 		m, err = Parse([]byte(nested(5, "deep text")), Limits{})
 		if err != nil {
@@ -368,6 +444,9 @@ func TestParseLimits(t *testing.T) {
 		}
 		eq(t, "Text", m.Text, "level 1\nlevel 2\nlevel 3\nlevel 4\nlevel 5\ndeep text")
 		noWarnings(t, m)
+		if m.PartsTruncated {
+			t.Error("PartsTruncated set")
+		}
 	})
 	t.Run("part header", func(t *testing.T) {
 		in := "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nX-Long: " + strings.Repeat("y", 200) +
