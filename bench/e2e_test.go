@@ -204,7 +204,7 @@ func startDelayProxy(t *testing.T, target string, delay time.Duration) *delayPro
 // TestLatencyMatchesInjectedDelay subscribes two pools to the same inbox,
 // one directly and one through a proxy that holds the server's bytes for
 // a known delay, and checks the measured end-to-end latency: never below
-// the delay through the proxy, and the medians apart by the delay.
+// the delay through the proxy, and the fastest frames apart by the delay.
 func TestLatencyMatchesInjectedDelay(t *testing.T) {
 	const delay = 40 * time.Millisecond
 	s, api, plan := setup(t, PlanConfig{Conns: 10, Inboxes: 1, ConnsPerAccount: 10, Mix: Mix{Inbox: 1}})
@@ -230,9 +230,14 @@ func TestLatencyMatchesInjectedDelay(t *testing.T) {
 	if min := time.Duration(p.Min()) * time.Microsecond; min < delay {
 		t.Errorf("a frame held %s arrived with latency %s", delay, min)
 	}
-	diff := time.Duration(p.ValueAtQuantile(50)-d.ValueAtQuantile(50)) * time.Microsecond
-	if diff < delay-2*time.Millisecond || diff > delay+10*time.Millisecond {
-		t.Errorf("median latency through the proxy exceeds the direct one by %s, want %s", diff, delay)
+	// The fastest frames show the delay best: a loaded machine (the whole
+	// suite runs in parallel) adds scheduling noise to every median, so
+	// the tolerance grows with the direct pool's own spread.
+	us := func(v int64) time.Duration { return time.Duration(v) * time.Microsecond }
+	diff := us(p.Min() - d.Min())
+	slack := 10*time.Millisecond + us(d.ValueAtQuantile(50)-d.Min())
+	if diff < delay-2*time.Millisecond || diff > delay+slack {
+		t.Errorf("the fastest frame through the proxy is %s slower than the fastest direct one, want %s (+%s)", diff, delay, slack)
 	}
 }
 

@@ -59,7 +59,7 @@ func BenchmarkWebhookDelivery(b *testing.B) {
 		Logger:  testserver.Logger(),
 		Webhook: webhook.Config{AllowPrivate: true},
 	})
-	ing := ingest.New(db, disp, ingest.Config{MailDomain: "bench.test"})
+	ing := ingest.New(db, ingest.Config{MailDomain: "bench.test"})
 	acc, _, _, _ := db.CreateAccount("bench")
 	in, _ := db.CreateInbox(store.Inbox{AccountID: acc.ID, MailboxName: "agent"})
 	sec, _ := webhook.NewSecret()

@@ -123,22 +123,12 @@ func (c *Config) setDefaults() {
 // ErrClosed is returned by calls made after Shutdown began.
 var ErrClosed = errors.New("delivery is shutting down")
 
-// job is one event ready for an attempt. ev and st are set when the
-// caller already has them (ingest), else loaded by the worker.
-type job struct {
-	accountID string
-	evtID     string
-	dueMs     int64
-	ev        *store.Event
-	// fresh: the event was just stored by ingest with the initial state
-	// (pending, no attempt yet): the worker need not read it back.
-	fresh bool
-}
-
-// Dispatcher delivers events. Create it with New, attach the engine with
-// SetPusher, then Start; stop it with Shutdown.
+// Dispatcher delivers events: it takes the leases the event log hands
+// out, chooses each attempt's channel (PROTOCOL.md §6), makes the attempt
+// and records its outcome through the log. Create it with New, attach the
+// engine with SetPusher, then Start; stop it with Quiesce and Shutdown.
 type Dispatcher struct {
-	db     *store.DB
+	store  store.Store
 	cfg    Config
 	policy policy
 	log    *slog.Logger
@@ -147,14 +137,9 @@ type Dispatcher struct {
 	pusher atomic.Pointer[pusherBox]
 	hooks  *webhook.Client
 
-	flights *inflight
-	// releaseMu orders Committed calls (see there).
-	releaseMu sync.Mutex
-	sched     *scheduler
-	w         *writer
-	pool      *hookPool
-	shards    []chan *job
-	seed      maphash.Seed
+	pool   *hookPool
+	shards []chan *store.Lease
+	seed   maphash.Seed
 
 	targets struct {
 		mu  sync.Mutex
@@ -163,42 +148,33 @@ type Dispatcher struct {
 	}
 
 	stop       chan struct{}
+	started    atomic.Bool
 	closing    atomic.Bool
-	workers    sync.WaitGroup // dispatch workers, scheduler, webhook workers
-	writerWG   sync.WaitGroup
+	workers    sync.WaitGroup // dispatch and webhook workers
 	quiesce    sync.Once
 	quiesceErr error
 	once       sync.Once
-
-	// outbox guards sends to the writer against its end (see writer).
-	outbox struct {
-		sync.RWMutex
-		closed bool
-	}
 }
 
 type pusherBox struct{ p Pusher }
 
-// New returns a Dispatcher over db.
-func New(db *store.DB, cfg Config) *Dispatcher {
+// New returns a Dispatcher over st.
+func New(st store.Store, cfg Config) *Dispatcher {
 	cfg.setDefaults()
 	d := &Dispatcher{
-		db:      db,
-		cfg:     cfg,
-		policy:  policy{schedule: cfg.Schedule, ackTimeout: cfg.AckTimeout},
-		log:     cfg.Logger.With("component", "delivery"),
-		flights: newInflight(),
-		stop:    make(chan struct{}),
-		seed:    maphash.MakeSeed(),
-		hooks:   webhook.NewClient(cfg.Webhook),
+		store:  st,
+		cfg:    cfg,
+		policy: policy{schedule: cfg.Schedule, ackTimeout: cfg.AckTimeout},
+		log:    cfg.Logger.With("component", "delivery"),
+		stop:   make(chan struct{}),
+		seed:   maphash.MakeSeed(),
+		hooks:  webhook.NewClient(cfg.Webhook),
 	}
 	d.targets.m = make(map[string]hookTarget)
-	d.sched = newScheduler(d, d.log)
-	d.w = &writer{d: d, in: make(chan *outcome, 4*writerBatchMax), quit: make(chan struct{}), log: d.log}
 	d.pool = newHookPool(cfg.WebhookQueue, cfg.WebhookPerHost)
 	per := max(1, cfg.QueueSize/cfg.Workers)
 	for i := 0; i < cfg.Workers; i++ {
-		d.shards = append(d.shards, make(chan *job, per))
+		d.shards = append(d.shards, make(chan *store.Lease, per))
 	}
 	d.m = newMetrics(cfg.Metrics, d)
 	return d
@@ -210,17 +186,15 @@ func (d *Dispatcher) SetPusher(p Pusher) { d.pusher.Store(&pusherBox{p}) }
 
 func (d *Dispatcher) now() time.Time { return d.cfg.Now() }
 
-// Start launches the writer, the scheduler, the dispatch and webhook
-// workers. On a read-only store (opened on a full disk) it starts nothing:
-// no attempt could be recorded, so none is made until the store reopens.
+// Start launches the dispatch and webhook workers and has the event log
+// hand out attempts. On a read-only store it starts nothing: no attempt
+// could be recorded, so none is made until the store reopens.
 func (d *Dispatcher) Start() {
-	if d.db.ReadOnly() {
+	if d.store.ReadOnly() {
 		d.log.Warn("the store is read-only: no delivery attempts until it reopens for writing")
 		return
 	}
-	d.writerWG.Add(1)
-	go func() { defer d.writerWG.Done(); d.w.run() }()
-	d.goWorker(func() { d.sched.run(d.stop) })
+	d.started.Store(true)
 	for _, q := range d.shards {
 		q := q
 		d.goWorker(func() { d.dispatchLoop(q) })
@@ -228,7 +202,14 @@ func (d *Dispatcher) Start() {
 	for i := 0; i < d.cfg.WebhookWorkers; i++ {
 		d.goWorker(d.hookLoop)
 	}
-	d.goWorker(d.sweepLoop)
+	d.store.StartDeliveries(store.DeliveryConfig{
+		Deliver:         d.enqueue,
+		FirstDelay:      d.cfg.Schedule[0],
+		Retention:       d.cfg.Retention,
+		FailedRetention: d.cfg.FailedRetention,
+		Now:             d.cfg.Now,
+		Logger:          d.cfg.Logger,
+	})
 }
 
 func (d *Dispatcher) goWorker(f func()) {
@@ -236,17 +217,20 @@ func (d *Dispatcher) goWorker(f func()) {
 	go func() { defer d.workers.Done(); f() }()
 }
 
-// Quiesce stops making attempts: scheduling and dispatch end, and the
-// webhook requests in flight finish (bounded by the webhook timeout) until
-// ctx ends, their outcomes recorded. Acks, redelivers and the outcomes of
-// WebSocket frames still held are recorded until Shutdown. Events still
-// queued keep their due entries and resume at the next start. It is
+// Quiesce stops making attempts: the log stops handing them out, queued
+// leases are given back (they resume at the next start), and the webhook
+// requests in flight finish (bounded by the webhook timeout) until ctx
+// ends, their outcomes recorded. Acks, redelivers and the outcomes of
+// WebSocket frames still held are recorded until the store closes. It is
 // idempotent.
 func (d *Dispatcher) Quiesce(ctx context.Context) error {
 	d.quiesce.Do(func() {
 		d.closing.Store(true)
+		d.store.StopDeliveries(ctx)
 		close(d.stop)
-		d.pool.close()
+		for _, j := range d.pool.close() {
+			d.store.Release(j.lease, 0)
+		}
 		done := make(chan struct{})
 		go func() { d.workers.Wait(); close(done) }()
 		select {
@@ -257,79 +241,36 @@ func (d *Dispatcher) Quiesce(ctx context.Context) error {
 			// keep their due entries and are retried after restart.
 			<-done
 		}
+		for _, q := range d.shards {
+			for len(q) > 0 {
+				d.store.Release(<-q, 0)
+			}
+		}
 	})
 	return d.quiesceErr
 }
 
-// Shutdown quiesces (see Quiesce), records the outcomes already handed in
-// and stops the writer. It is idempotent.
+// Shutdown quiesces (see Quiesce) and closes the webhook client. The
+// outcomes already handed to the log are recorded when the store closes.
+// It is idempotent.
 func (d *Dispatcher) Shutdown(ctx context.Context) error {
 	err := d.Quiesce(ctx)
-	d.once.Do(func() {
-		d.outbox.Lock()
-		d.outbox.closed = true
-		d.outbox.Unlock()
-		close(d.w.quit)
-		d.writerWG.Wait()
-		d.hooks.Close()
-	})
+	d.once.Do(d.hooks.Close)
 	return err
 }
 
-// enqueue hands a claimed event to its account's dispatch worker; false
-// when that queue is full.
-func (d *Dispatcher) enqueue(j *job) bool {
+// enqueue takes a lease for its account's dispatch worker (one account's
+// events stay in order); false when that queue is full (the log defers it).
+func (d *Dispatcher) enqueue(l *store.Lease) bool {
 	if d.closing.Load() {
 		return false
 	}
-	q := d.shards[maphash.String(d.seed, j.accountID)%uint64(len(d.shards))]
+	q := d.shards[maphash.String(d.seed, l.AccountID)%uint64(len(d.shards))]
 	select {
-	case q <- j:
+	case q <- l:
 		return true
 	default:
-		d.m.deferred.Inc()
 		return false
-	}
-}
-
-// unclaim releases an event that left the pipeline without an outcome
-// and points the scheduler at its due entry.
-func (d *Dispatcher) unclaim(evtID string, dueMs int64) {
-	d.flights.release(evtID)
-	if dueMs != 0 {
-		d.sched.lower(store.DueKey(dueMs, evtID))
-	}
-}
-
-// NewEvents implements ingest.Sink: it makes one event id per account
-// (in order) and claims them for the commit about to happen.
-func (d *Dispatcher) NewEvents(accountIDs []string) []string { return d.flights.newEvents(accountIDs) }
-
-// Committed implements ingest.Sink: the events are durable (err == nil)
-// and get their first attempt now, unless the schedule delays it. Events
-// of one account are dispatched in id order: one whose earlier events are
-// still being stored waits for them (see inflight).
-func (d *Dispatcher) Committed(evts []store.Event, err error) {
-	// Releasing and queueing are one step: a commit report that returns
-	// later must not queue its account's (later) events first.
-	d.releaseMu.Lock()
-	defer d.releaseMu.Unlock()
-	released := d.flights.committed(evts, err == nil)
-	if err == nil {
-		d.m.stored.Add(len(evts))
-	}
-	for i := range released {
-		ev := &released[i]
-		// The same arithmetic as ingest's first NextAt: the scheduler's
-		// cursor relies on exact keys.
-		dueMs := ev.OccurredAt().UnixMilli() + d.cfg.Schedule[0].Milliseconds()
-		if d.cfg.Schedule[0] > 0 {
-			d.unclaim(ev.ID, dueMs)
-			continue
-		}
-		if !d.enqueue(&job{accountID: ev.AccountID, evtID: ev.ID, dueMs: dueMs, ev: ev, fresh: true}) {
-			d.unclaim(ev.ID, dueMs)
-		}
 	}
 }
 
@@ -338,134 +279,109 @@ func (d *Dispatcher) Committed(evts []store.Event, err error) {
 func (d *Dispatcher) FirstAttemptDelay() time.Duration { return d.cfg.Schedule[0] }
 
 // StableBound returns an event id below which every event of the account
-// is durable and no other can appear: readers that resume from a cursor
-// (replay, the pull API) stop before it (see inflight).
-func (d *Dispatcher) StableBound(accountID string) string { return d.flights.stableBound(accountID) }
+// is durable and no other can appear: replay stops before it.
+func (d *Dispatcher) StableBound(accountID string) string { return d.store.StableBound(accountID) }
 
 // InFlight reports whether the event is still in the delivery pipeline
-// (committing, queued or being attempted): a live push of it may still
-// come.
-func (d *Dispatcher) InFlight(evtID string) bool { return d.flights.claimed(evtID) }
+// (being stored, queued or attempted): a live push of it may still come.
+func (d *Dispatcher) InFlight(evtID string) bool { return d.store.InFlight(evtID) }
 
 // Replayed records that a replay wrote a pending event of the account to a
 // connection that does not ack: a successful WebSocket attempt at at
 // (PROTOCOL.md §6, settling).
 func (d *Dispatcher) Replayed(accountID, evtID string, at time.Time) {
-	_ = d.submit(&outcome{kind: kindReplayed, accountID: accountID, evtID: evtID, startMs: at.UnixMilli()}, false)
+	if d.ready() == nil {
+		d.store.Submit(accountID, evtID, d.change(&outcome{kind: kindReplayed, startMs: at.UnixMilli()}), nil)
+	}
 }
 
-// Ack records a client's ack of an event of the account. Unknown ids are
-// ignored (the engine validated the shape).
+// Ack records a client's ack of an event of the account; it returns once
+// it is durable. A pending event becomes delivered (PROTOCOL.md §6).
 func (d *Dispatcher) Ack(accountID, evtID string) error {
-	return d.submit(&outcome{kind: kindAck, accountID: accountID, evtID: evtID}, false)
+	if err := d.ready(); err != nil {
+		return err
+	}
+	return d.store.Update(accountID, evtID, d.change(&outcome{kind: kindAck}))
 }
 
 // Redeliver starts a new delivery cycle for an event of the account: the
 // schedule restarts now. It returns once that is durable.
 func (d *Dispatcher) Redeliver(accountID, evtID string) error {
-	if _, err := d.db.GetEventState(accountID, evtID); err != nil {
+	if err := d.ready(); err != nil {
 		return err
 	}
-	return d.submit(&outcome{kind: kindRedeliver, accountID: accountID, evtID: evtID}, true)
+	if _, err := d.store.GetEventState(accountID, evtID); err != nil {
+		return err
+	}
+	return d.store.Update(accountID, evtID, d.change(&outcome{kind: kindRedeliver}))
 }
 
-// submit passes an outcome to the writer; wait blocks until it is durable.
-func (d *Dispatcher) submit(o *outcome, wait bool) error {
-	if d.closing.Load() {
-		return ErrClosed
-	}
-	if d.db.ReadOnly() {
+// ready reports why changes cannot be recorded now (nil when they can).
+func (d *Dispatcher) ready() error {
+	switch {
+	case d.store.ReadOnly():
 		return store.ErrReadOnly // nothing runs on a read-only store (see Start)
-	}
-	if wait {
-		o.done = make(chan error, 1)
-	}
-	if !d.post(o) {
+	case d.closing.Load():
 		return ErrClosed
-	}
-	if wait {
-		return <-o.done
 	}
 	return nil
 }
 
-func (d *Dispatcher) dispatchLoop(q chan *job) {
+// change turns an outcome into the log's pure state transition.
+func (d *Dispatcher) change(o *outcome) store.Change {
+	return func(st store.EventState, nowMs int64) (store.EventState, *store.Attempt) {
+		return d.policy.apply(st, o, nowMs)
+	}
+}
+
+// record ends a lease with its outcome, counting it in the metrics.
+func (d *Dispatcher) record(l *store.Lease, o *outcome) {
+	if o.kind == kindAttempt {
+		d.m.attempt(o.channel, o.ok)
+	}
+	d.store.Record(l, d.change(o), func(old, nw store.EventState, err error) {
+		if err == nil && nw.Status == store.StatusFailed && old.Status != store.StatusFailed {
+			d.m.failed.Inc()
+		}
+	})
+}
+
+func (d *Dispatcher) dispatchLoop(q chan *store.Lease) {
 	for {
 		select {
 		case <-d.stop:
 			return
-		case j := <-q:
-			d.attempt(j)
+		case l := <-q:
+			d.attempt(l)
 		}
 	}
 }
 
-// attempt runs one delivery attempt of a claimed event: it chooses the
-// channel (PROTOCOL.md §6) and reports the outcome to the writer (webhook
-// attempts report from the webhook pool).
-func (d *Dispatcher) attempt(j *job) {
-	st, err := store.EventState{Status: store.StatusPending, NextAt: j.dueMs}, error(nil)
-	if !j.fresh {
-		// Anything may have happened since the due entry was written (an
-		// ack, a redeliver, a deleted inbox): read the truth. The writer
-		// re-reads it anyway before applying the outcome.
-		st, err = d.db.GetEventState(j.accountID, j.evtID)
+// attempt runs one delivery attempt of a lease: it chooses the channel
+// (PROTOCOL.md §6) and records the outcome (webhook attempts record from
+// the webhook pool, held WebSocket frames once their holds end).
+func (d *Dispatcher) attempt(l *store.Lease) {
+	if !d.store.Ready(l) {
+		return // nothing to attempt: the log resolved it
 	}
-	if err != nil {
-		if !errors.Is(err, store.ErrNotFound) {
-			d.log.Error("cannot read event state", "event", j.evtID, "error", err)
-			d.unclaim(j.evtID, 0)
-			return
-		}
-		d.post(&outcome{kind: kindRepair, accountID: j.accountID, evtID: j.evtID, dueMs: j.dueMs, claimed: true})
-		return
-	}
-	if st.Status != store.StatusPending || st.NextAt == 0 {
-		d.post(&outcome{kind: kindRepair, accountID: j.accountID, evtID: j.evtID, dueMs: j.dueMs, claimed: true})
-		return
-	}
-	if !j.fresh && st.NextAt != j.dueMs {
-		// The scheduler's scan reads a snapshot: this due entry was
-		// replaced (the writer moved the event on) after the scan began.
-		// The event is due at st.NextAt, not now.
-		d.unclaim(j.evtID, st.NextAt)
-		return
-	}
+	st, ev := l.State, &l.Event
 	if st.AwaitingAck {
-		d.post(&outcome{kind: kindAckTimeout, accountID: j.accountID, evtID: j.evtID, claimed: true})
+		d.record(l, &outcome{kind: kindAckTimeout})
 		return
-	}
-	ev := j.ev
-	if ev == nil {
-		e, err := d.db.GetEvent(j.evtID)
-		if err != nil {
-			if !errors.Is(err, store.ErrNotFound) {
-				d.log.Error("cannot read event", "event", j.evtID, "error", err)
-				d.unclaim(j.evtID, 0)
-				return
-			}
-			// A state without its event (or message): delete it, or the
-			// scheduler would pick it again and again.
-			d.post(&outcome{kind: kindRepair, accountID: j.accountID, evtID: j.evtID, dueMs: j.dueMs, claimed: true, eventGone: true})
-			return
-		}
-		ev = &e
 	}
 	now := d.now()
-	o := &outcome{
-		kind: kindAttempt, accountID: j.accountID, evtID: j.evtID, claimed: true,
-		n: st.Attempts + 1, cycle: st.CycleStart, startMs: now.UnixMilli(),
-	}
+	o := &outcome{kind: kindAttempt, n: st.Attempts + 1, cycle: st.CycleStart, startMs: now.UnixMilli()}
 	// The channel is chosen afresh (PROTOCOL.md §6): a matching connection,
 	// else the webhook, else none; after an ack timeout the webhook first
 	// when one applies.
 	var url, secret string
+	var err error
 	looked := false
 	lookup := func() bool {
 		looked = true
 		if url, secret, err = d.webhookTarget(ev.AccountID, ev.InboxID); err != nil {
 			d.log.Error("cannot read webhook settings", "event", ev.ID, "error", err)
-			d.unclaim(j.evtID, j.dueMs)
+			d.store.Release(l, 0)
 			return false
 		}
 		return true
@@ -474,12 +390,12 @@ func (d *Dispatcher) attempt(j *job) {
 		return
 	}
 	if pb := d.pusher.Load(); url == "" && pb != nil && pb.p != nil {
-		res, later := pb.p.Push(ev, o.n, now, func(r PushResult) { d.postSoon(d.wsOutcome(o, now, r)) })
+		res, later := pb.p.Push(ev, o.n, now, func(r PushResult) { d.record(l, d.wsOutcome(o, now, r)) })
 		if later {
 			return // the callback records the attempt once the held frames are resolved
 		}
 		if res.Matched > 0 {
-			d.post(d.wsOutcome(o, now, res))
+			d.record(l, d.wsOutcome(o, now, res))
 			return
 		}
 	}
@@ -489,13 +405,13 @@ func (d *Dispatcher) attempt(j *job) {
 	if url == "" {
 		o.channel = store.ChannelNone
 		o.errText = "no WebSocket subscribed and no webhook configured"
-		d.post(o)
+		d.record(l, o)
 		return
 	}
-	hj := &hookJob{o: o, ev: ev, url: url, secret: secret, host: hostOf(url)}
+	hj := &hookJob{lease: l, o: o, url: url, secret: secret, host: hostOf(url)}
 	if !d.pool.submit(hj) {
 		d.m.deferred.Inc()
-		d.unclaim(j.evtID, j.dueMs)
+		d.store.Release(l, 0)
 	}
 }
 
@@ -518,45 +434,12 @@ func (d *Dispatcher) wsOutcome(o *outcome, start time.Time, r PushResult) *outco
 	return o
 }
 
-// post hands an outcome to the writer. It may block while the writer is
-// behind (bounded by its queue); after Shutdown the outcome is dropped (the
-// event keeps its due entry and is retried at the next start) and post
-// reports false.
-func (d *Dispatcher) post(o *outcome) bool {
-	d.outbox.RLock()
-	defer d.outbox.RUnlock()
-	if d.outbox.closed {
-		return false
-	}
-	d.w.in <- o
-	return true
-}
-
-// postSoon is post for callers that must not block (a held push resolved
-// on nbio's poller): when the writer's queue is full, the outcome is
-// handed over on a goroutine of its own.
-func (d *Dispatcher) postSoon(o *outcome) {
-	d.outbox.RLock()
-	if d.outbox.closed {
-		d.outbox.RUnlock()
-		return
-	}
-	select {
-	case d.w.in <- o:
-		d.outbox.RUnlock()
-		return
-	default:
-	}
-	d.outbox.RUnlock()
-	go d.post(o)
-}
-
 // webhookTarget returns the URL and secret that apply to an inbox: its
 // own, else the account's; "" when neither is set. Answers are cached
 // until the store's settings generation moves (any inbox or webhook
 // change), so a steady stream of attempts does not re-read settings.
 func (d *Dispatcher) webhookTarget(accountID, inboxID string) (url, secret string, err error) {
-	gen := d.db.SettingsGen()
+	gen := d.store.SettingsGen()
 	d.targets.mu.Lock()
 	if d.targets.gen != gen {
 		clear(d.targets.m)
@@ -589,14 +472,14 @@ const targetCacheMax = 100_000
 type hookTarget struct{ url, secret string }
 
 func (d *Dispatcher) readWebhookTarget(accountID, inboxID string) (url, secret string, err error) {
-	in, err := d.db.GetInbox(accountID, inboxID)
+	in, err := d.store.GetInbox(accountID, inboxID)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return "", "", err
 	}
 	if err == nil && in.WebhookURL != "" {
 		return in.WebhookURL, in.WebhookSecret, nil
 	}
-	w, err := d.db.GetWebhook(accountID)
+	w, err := d.store.GetWebhook(accountID)
 	if errors.Is(err, store.ErrNotFound) {
 		return "", "", nil
 	}

@@ -1,37 +1,32 @@
-// Package delivery moves stored events to clients: it chooses the channel
-// afresh at every attempt (a matching WebSocket connection, else the
-// inbox's or account's webhook, else none), records every attempt, and
-// drives the retry schedule, which lives in Pebble's due index so that it
-// survives restarts.
+// Package delivery decides every delivery attempt of a stored event: it
+// chooses the channel afresh at each attempt (a matching WebSocket
+// connection, else the inbox's or account's webhook, else none), makes the
+// attempt, and turns its outcome into a state transition (transition.go).
+//
+// It keeps no delivery state of its own. The event log (store.Deliveries,
+// implemented by the Pebble store on one node and by the JetStream store
+// in a cluster) hands out leases for due attempts, applies transitions
+// durably, and keeps the retry schedule; this package is the policy.
 //
 // # Pipeline
 //
-//	ingest ──Claim/Committed──┐
-//	scheduler (due index) ────┴─> shard queues ─> dispatch workers ─┬─> Pusher (WebSockets)
+//	event log ──Deliver(lease)──> shard queues ─> dispatch workers ─┬─> Pusher (WebSockets)
 //	                                                               └─> webhook pool (fasthttp)
-//	                     every outcome ─> writer (one goroutine, synced batches) ─> due index
+//	                    every outcome ─> store.Record (durable, then the lease ends)
+//	      acks, redelivers, replays ─> store.Update / Submit
 //
 // # Invariants
 //
-//   - An event is "claimed" while it is anywhere in the pipeline (from
-//     before its ingest commit until the writer has durably recorded the
-//     attempt's outcome). The scheduler never picks a claimed event, so an
-//     event has at most one attempt in flight.
-//   - Nothing is sent before the batch holding the event returned from its
-//     synced commit (Claim happens before the commit, and an event only
-//     enters a queue from Committed or from the due index after restart).
-//     Replay waits for events still committing (WaitDurable).
-//   - Every state change of an event goes through the writer goroutine,
-//     which reads, modifies and writes the state in one place, so there
-//     are no lost updates between an attempt's outcome, an ack and a
-//     redeliver.
-//   - The due index holds exactly one key per event with a next attempt;
-//     the scheduler's scan cursor never passes an unclaimed due key.
+//   - An event has at most one attempt in flight: the log hands out one
+//     lease per event, and the lease lasts until its outcome is recorded.
+//   - Transitions are pure functions of the current state (store.Change):
+//     the log may apply one more than once (compare-and-set), so the
+//     rules hold however outcomes, acks and redelivers interleave.
 //
 // # Concurrency
 //
 // A *Dispatcher is safe for concurrent use. Its goroutines are started by
-// Start and all stopped by Shutdown, which is idempotent. Queues are
-// bounded; when one is full the event stays in the due index (policy:
-// defer) and the scheduler finds it again.
+// Start and stopped by Quiesce and Shutdown, which are idempotent. Queues
+// are bounded; when one is full the lease is refused and the log offers
+// the event again later (policy: defer).
 package delivery

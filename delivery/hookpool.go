@@ -9,8 +9,8 @@ import (
 
 // hookJob is one webhook attempt waiting for a worker.
 type hookJob struct {
+	lease  *store.Lease
 	o      *outcome
-	ev     *store.Event
 	url    string
 	secret string
 	host   string
@@ -98,14 +98,20 @@ func (p *hookPool) done(j *hookJob) {
 	}
 }
 
-// close stops the workers and forgets every job not yet running: their
-// events keep their due entries. It is called at shutdown.
-func (p *hookPool) close() {
+// close stops the workers and returns every job not yet running (their
+// leases go back: the events keep their due entries). It is called at
+// shutdown.
+func (p *hookPool) close() []*hookJob {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.mu.closed = true
+	left := p.mu.ready
+	for _, w := range p.mu.waiting {
+		left = append(left, w...)
+	}
 	p.mu.ready, p.mu.waiting = nil, map[string][]*hookJob{}
 	p.cond.Broadcast()
+	return left
 }
 
 func (p *hookPool) depth() int {
@@ -140,8 +146,9 @@ func (d *Dispatcher) runHook(j *hookJob) {
 	o := j.o
 	o.startMs = now.UnixMilli()
 	o.channel = store.ChannelWebhook
-	body := j.ev.AppendPayload(make([]byte, 0, j.ev.PayloadLen()), o.n, now)
-	res := d.send(j.url, j.secret, j.ev.ID, now, body)
+	ev := &j.lease.Event
+	body := ev.AppendPayload(make([]byte, 0, ev.PayloadLen()), o.n, now)
+	res := d.send(j.url, j.secret, ev.ID, now, body)
 	o.ok = res.Err == nil
 	o.status = res.Status
 	if res.Err != nil {
@@ -149,5 +156,5 @@ func (d *Dispatcher) runHook(j *hookJob) {
 	}
 	o.duration = res.Duration
 	d.m.webhookLatency.Update(res.Duration.Seconds())
-	d.post(o)
+	d.record(j.lease, o)
 }

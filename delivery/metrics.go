@@ -6,29 +6,23 @@ import (
 	"github.com/mailwire/mailwire/store"
 )
 
-// dmetrics are the delivery metrics (names documented in docs/OPERATIONS.md).
+// dmetrics are the dispatcher's metrics (names documented in
+// docs/OPERATIONS.md; the event log registers the scheduling and state
+// ones).
 type dmetrics struct {
 	set            *metrics.Set
-	stored         *metrics.Counter
-	scheduled      *metrics.Counter
 	deferred       *metrics.Counter
 	failed         *metrics.Counter
-	swept          *metrics.Counter
 	webhookLatency *metrics.Histogram
-	writerCommit   *metrics.Histogram
 	attempts       map[[2]string]*metrics.Counter
 }
 
 func newMetrics(s *metrics.Set, d *Dispatcher) *dmetrics {
 	m := &dmetrics{
 		set:            s,
-		stored:         s.NewCounter("mailwire_events_stored_total"),
-		scheduled:      s.NewCounter("mailwire_delivery_scheduled_total"),
-		deferred:       s.NewCounter("mailwire_delivery_deferred_total"),
+		deferred:       s.NewCounter("mailwire_webhook_deferred_total"),
 		failed:         s.NewCounter("mailwire_events_failed_total"),
-		swept:          s.NewCounter("mailwire_events_expired_total"),
 		webhookLatency: s.NewHistogram("mailwire_webhook_duration_seconds"),
-		writerCommit:   s.NewHistogram("mailwire_delivery_state_commit_seconds"),
 		attempts:       make(map[[2]string]*metrics.Counter),
 	}
 	for _, ch := range []string{store.ChannelWebSocket, store.ChannelWebhook, store.ChannelNone} {
@@ -36,7 +30,6 @@ func newMetrics(s *metrics.Set, d *Dispatcher) *dmetrics {
 			m.attempts[[2]string{ch, oc}] = s.NewCounter(`mailwire_delivery_attempts_total{channel="` + ch + `",outcome="` + oc + `"}`)
 		}
 	}
-	s.NewGauge("mailwire_delivery_inflight", func() float64 { return float64(d.flights.len()) })
 	s.NewGauge("mailwire_delivery_queue_depth", func() float64 {
 		n := 0
 		for _, q := range d.shards {
@@ -45,7 +38,6 @@ func newMetrics(s *metrics.Set, d *Dispatcher) *dmetrics {
 		return float64(n)
 	})
 	s.NewGauge("mailwire_webhook_queue_depth", func() float64 { return float64(d.pool.depth()) })
-	s.NewGauge("mailwire_delivery_writer_backlog", func() float64 { return float64(len(d.w.in)) })
 	return m
 }
 

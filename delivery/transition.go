@@ -6,12 +6,10 @@ import (
 	"github.com/mailwire/mailwire/store"
 )
 
-// outcome is what happened to one event; the writer applies it to the
-// event's stored state with apply.
+// outcome is what happened to one event; the event log applies it to the
+// event's stored state with apply (through Dispatcher.change).
 type outcome struct {
-	kind      outcomeKind
-	accountID string
-	evtID     string
+	kind outcomeKind
 	// attempt fields (kindAttempt)
 	n        int   // attempt number (1-based, over all cycles)
 	cycle    int   // CycleStart when the attempt started
@@ -22,15 +20,6 @@ type outcome struct {
 	status   int
 	errText  string
 	duration time.Duration
-	// claimed: the writer releases the event's claim after committing.
-	claimed bool
-	// dueMs is the due entry that brought the event (kindRepair).
-	dueMs int64
-	// eventGone (kindRepair): the event record is missing, so its state
-	// and due entry are deleted.
-	eventGone bool
-	// done, when set, receives nil once the outcome is durable.
-	done chan error
 }
 
 type outcomeKind uint8
@@ -40,7 +29,6 @@ const (
 	kindAck                               // a client acked the event
 	kindAckTimeout                        // the ack deadline passed
 	kindRedeliver                         // start a new cycle now
-	kindRepair                            // drop a stale due entry
 	kindReplayed                          // a replay wrote the event to a connection that does not ack
 )
 
@@ -51,8 +39,8 @@ type policy struct {
 }
 
 // apply returns the new state after o, and the attempt record to store
-// (nil when none). It is a pure function: the writer calls it with the
-// current stored state (or the state produced earlier in the same batch).
+// (nil when none). It is a pure function: the event log calls it with the
+// current stored state (possibly more than once: compare-and-set).
 func (p policy) apply(st store.EventState, o *outcome, nowMs int64) (store.EventState, *store.Attempt) {
 	switch o.kind {
 	case kindAttempt:
@@ -113,11 +101,6 @@ func (p policy) apply(st store.EventState, o *outcome, nowMs int64) (store.Event
 		st.AwaitingAck = false
 		st.PreferWebhook = false
 		st.NextAt = nowMs
-		return st, nil
-	case kindRepair:
-		if st.Status != store.StatusPending {
-			st.NextAt = 0
-		}
 		return st, nil
 	}
 	panic("BUG: unknown outcome kind")

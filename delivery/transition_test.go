@@ -93,8 +93,6 @@ func TestPolicyApply(t *testing.T) {
 	ackedEarly := store.EventState{Status: store.StatusPending, NextAt: now, AckedAt: now + 1, LastAckAt: now + 1}
 	f("ack before the attempt's outcome", ackedEarly, ws, now+2,
 		store.EventState{Status: store.StatusDelivered, Attempts: 1, LastAt: now, DeliveredVia: store.ChannelWebSocket, AckedAt: now + 1, LastAckAt: now + 1}, true)
-	f("repair drops a stale due entry", store.EventState{Status: store.StatusDelivered, NextAt: now}, outcome{kind: kindRepair}, now,
-		store.EventState{Status: store.StatusDelivered}, false)
 }
 
 func acked0(now int64) store.EventState {

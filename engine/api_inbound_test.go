@@ -405,3 +405,55 @@ func TestAPIHeadTooLarge(t *testing.T) {
 		t.Fatalf("60 KiB header: %d %s", st, b)
 	}
 }
+
+// A message with more MIME parts than --max-mime-parts keeps the first
+// ones as attachments and says so, in the REST message and in the event;
+// the raw message keeps them all.
+func TestAPIInboundMIMEPartsCut(t *testing.T) {
+	t.Parallel()
+	s := startAPI(t, func(c *app.Config) { c.MaxMIMEParts = 6 })
+	a := s.NewAccount("a")
+	in := createInbox(t, s, a.Key, map[string]any{"mailboxName": "parts"})
+	ws := dialWS(t, s, a.Key)
+	ws.subscribe([]string{in.ID}, nil)
+
+	var b strings.Builder
+	b.WriteString("From: a@example.com\r\nTo: parts@mail.test\r\nSubject: many parts\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: multipart/mixed; boundary=\"B\"\r\n\r\n--B\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n")
+	for i := range 20 {
+		fmt.Fprintf(&b, "--B\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; filename=\"f%02d.txt\"\r\n\r\nfile %d\r\n", i, i)
+	}
+	b.WriteString("--B--\r\n")
+	r, _ := inboundRaw(t, s, a.Key, in.ID, []byte(b.String()))
+
+	var m struct {
+		Attachments          []attachment `json:"attachments"`
+		AttachmentsTruncated bool         `json:"attachmentsTruncated"`
+	}
+	mustGet(t, s, "/v1/messages/"+r.MessageID, a.Key, &m)
+	if len(m.Attachments) != 5 || !m.AttachmentsTruncated {
+		t.Fatalf("%d attachments, attachmentsTruncated %v; want the first 5 and true", len(m.Attachments), m.AttachmentsTruncated)
+	}
+	f := ws.read()
+	msg, _ := f["message"].(map[string]any)
+	if f.str("event_id") != r.EventID || msg["attachments_truncated"] != true {
+		t.Fatalf("event %v: want attachments_truncated true", f)
+	}
+	if atts, _ := msg["attachments"].([]any); len(atts) != 5 {
+		t.Fatalf("event lists %d attachments, want 5", len(atts))
+	}
+	_, raw, _ := call(s, "GET", "/v1/messages/"+r.MessageID+"/raw", a.Key, nil)
+	if !bytes.Contains(raw, []byte(`filename="f19.txt"`)) {
+		t.Fatal("the raw message lost parts")
+	}
+	// A message within the limit says nothing.
+	r2, _ := inboundJSON(t, s, a.Key, in.ID, map[string]any{"from": "j@example.com", "subject": "small", "text": "x"})
+	_, body, _ := call(s, "GET", "/v1/messages/"+r2.MessageID, a.Key, nil)
+	if bytes.Contains(body, []byte("attachmentsTruncated")) {
+		t.Fatalf("an uncut message says attachmentsTruncated: %s", body)
+	}
+	f = ws.read()
+	if bytes.Contains([]byte(mustJSONText(f)), []byte("attachments_truncated")) {
+		t.Fatalf("an uncut event says attachments_truncated: %v", f)
+	}
+}

@@ -95,7 +95,10 @@ type messageView struct {
 	BodyText     string           `json:"bodyText"`
 	BodyHTML     *string          `json:"bodyHtml"`
 	Attachments  []attachmentView `json:"attachments"`
-	ReceivedAt   string           `json:"receivedAt"`
+	// AttachmentsTruncated: the message had more MIME parts than
+	// --max-mime-parts; the raw message has them all.
+	AttachmentsTruncated bool   `json:"attachmentsTruncated,omitempty"`
+	ReceivedAt           string `json:"receivedAt"`
 }
 
 type attachmentView struct {
@@ -109,7 +112,7 @@ func viewMessage(m store.Message) messageView {
 	v := messageView{
 		ID: m.ID, InboxID: m.InboxID, ThreadID: m.ThreadID, RFCMessageID: m.RFCMessageID,
 		From: m.From, To: m.To, Cc: m.Cc, Subject: m.Subject, BodyText: m.BodyText,
-		BodyHTML: strPtr(m.BodyHTML), ReceivedAt: apiTime(m.ReceivedAt),
+		BodyHTML: strPtr(m.BodyHTML), ReceivedAt: apiTime(m.ReceivedAt), AttachmentsTruncated: m.AttachmentsTruncated,
 		Attachments: make([]attachmentView, 0, len(m.Attachments)),
 	}
 	if v.Cc == nil {
@@ -424,7 +427,7 @@ func (s *Server) metricsHandler(w http.ResponseWriter, _ *req) error {
 	for _, set := range s.cfg.ExtraMetrics {
 		set.WritePrometheus(w)
 	}
-	writeStoreMetrics(w, s.deps.DB)
+	s.deps.DB.WriteMetrics(w)
 	metricsWriteProcess(w)
 	return nil
 }

@@ -98,7 +98,7 @@ func (c *Config) setDefaults() {
 
 // Deps are the components the engine serves.
 type Deps struct {
-	DB       *store.DB
+	DB       store.Store
 	Ingest   *ingest.Service
 	Delivery *delivery.Dispatcher
 	Limits   Limits

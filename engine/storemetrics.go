@@ -4,22 +4,6 @@ import (
 	"io"
 
 	"github.com/VictoriaMetrics/metrics"
-
-	"github.com/mailwire/mailwire/store"
 )
-
-// writeStoreMetrics writes Pebble's figures at scrape time.
-func writeStoreMetrics(w io.Writer, db *store.DB) {
-	m := db.Pebble().Metrics()
-	metrics.WriteGaugeUint64(w, "mailwire_pebble_disk_usage_bytes", m.DiskSpaceUsage())
-	metrics.WriteGaugeUint64(w, "mailwire_pebble_wal_bytes", m.WAL.Size)
-	metrics.WriteGaugeUint64(w, "mailwire_pebble_memtable_bytes", m.MemTable.Size)
-	metrics.WriteGaugeUint64(w, "mailwire_pebble_read_amplification", uint64(m.ReadAmp()))
-	metrics.WriteGaugeUint64(w, "mailwire_pebble_compaction_debt_bytes", m.Compact.EstimatedDebt)
-	metrics.WriteCounterUint64(w, "mailwire_pebble_flushes_total", uint64(m.Flush.Count))
-	metrics.WriteCounterUint64(w, "mailwire_pebble_compactions_total", uint64(m.Compact.Count))
-	metrics.WriteCounterUint64(w, "mailwire_pebble_block_cache_hits_total", uint64(m.BlockCache.Hits))
-	metrics.WriteCounterUint64(w, "mailwire_pebble_block_cache_misses_total", uint64(m.BlockCache.Misses))
-}
 
 func metricsWriteProcess(w io.Writer) { metrics.WriteProcessMetrics(w) }

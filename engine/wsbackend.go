@@ -15,7 +15,7 @@ const replayScanFactor = 100
 // wsBackend is what the WebSocket side (engine/ws) needs from the store
 // and delivery.
 type wsBackend struct {
-	db *store.DB
+	db store.Store
 	d  *delivery.Dispatcher
 }
 

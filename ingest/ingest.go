@@ -39,18 +39,6 @@ var (
 	ErrInvalid = errors.New("invalid message")
 )
 
-// Sink makes event ids and receives the events around their durable
-// write. delivery.Dispatcher implements it.
-type Sink interface {
-	// NewEvents returns a fresh event id for each account, claimed for a
-	// commit about to happen: nothing may deliver or replay them until
-	// Committed. Ids are made in the order the sink delivers them.
-	NewEvents(accountIDs []string) []string
-	// Committed is called after the commit returned; err != nil means the
-	// events were not stored.
-	Committed(evts []store.Event, err error)
-}
-
 // Config configures a Service.
 type Config struct {
 	// MailDomain is the domain of inbox addresses. Default "localhost".
@@ -60,29 +48,25 @@ type Config struct {
 	MaxMessageSize int
 	// Limits bound MIME parsing work.
 	Limits mailparse.Limits
-	// FirstDelay is the retry schedule's first delay: the event's first
-	// attempt is due this long after it is stored. Default 0.
-	FirstDelay time.Duration
 }
 
 // Service stores inbound mail.
 type Service struct {
-	db   *store.DB
-	sink Sink
-	cfg  Config
+	db  store.Store
+	cfg Config
 
 	idem [64]sync.Mutex
 }
 
-// New returns a Service writing to db and notifying sink.
-func New(db *store.DB, sink Sink, cfg Config) *Service {
+// New returns a Service storing into st.
+func New(st store.Store, cfg Config) *Service {
 	if cfg.MailDomain == "" {
 		cfg.MailDomain = "localhost"
 	}
 	if cfg.MaxMessageSize <= 0 {
 		cfg.MaxMessageSize = 25 << 20
 	}
-	return &Service{db: db, sink: sink, cfg: cfg}
+	return &Service{db: st, cfg: cfg}
 }
 
 // Result identifies what one inbound message stored for one inbox.
@@ -268,70 +252,47 @@ func (s *Service) store(rcpts []Recipient, raw []byte, p *mailparse.Message, ide
 		}
 		threads[i], accounts[i] = thread, r.Inbox.AccountID
 	}
-	// Event ids are made last, right before the commit: the sink releases
+	// Event ids are made last, right before the commit: the log releases
 	// an account's events in id order, so a commit that waits on anything
 	// after its ids are made holds up the account's later events.
-	evtIDs := s.sink.NewEvents(accounts)
-	evts := make([]store.Event, len(rcpts))
-	for i := range evts {
-		evts[i] = store.Event{ID: evtIDs[i], AccountID: accounts[i]}
-	}
-	// From here on the sink hears of these events exactly once, whatever
-	// happens (a panic from the store included): an unreported claim
-	// would hold up the account's later events for good.
-	reported := false
-	defer func() {
-		if v := recover(); v != nil {
-			if !reported {
-				s.sink.Committed(evts, fmt.Errorf("cannot store message: %v", v))
+	err := s.db.Append(accounts, func(evtIDs []string) ([]store.Inbound, error) {
+		for i, r := range rcpts {
+			thread := threads[i]
+			if thread == "" {
+				thread = ids.NewAt(ids.Thread, now)
 			}
-			panic(v)
-		}
-	}()
-	for i, r := range rcpts {
-		thread := threads[i]
-		if thread == "" {
-			thread = ids.NewAt(ids.Thread, now)
-		}
-		msg := store.Message{
-			ID: ids.NewAt(ids.Message, now), InboxID: r.Inbox.ID, AccountID: r.Inbox.AccountID,
-			ThreadID: thread, RFCMessageID: rfcID, From: p.From, To: r.Address,
-			Cc: nonNil(p.Cc), Subject: p.Subject, BodyText: p.Text, BodyHTML: p.HTML,
-			ReceivedAt: now, RawSize: len(raw),
-		}
-		var atts [][]byte
-		for _, a := range p.Attachments {
-			msg.Attachments = append(msg.Attachments, store.AttachmentMeta{Filename: a.Filename, ContentType: a.ContentType, SizeBytes: len(a.Data)})
-			atts = append(atts, a.Data)
-		}
-		if msg.Attachments == nil {
-			msg.Attachments = []store.AttachmentMeta{}
-		}
-		ev := store.Event{ID: evtIDs[i], AccountID: r.Inbox.AccountID, InboxID: r.Inbox.ID, Type: EventMessageReceived, MessageID: msg.ID}
-		ev.Head, ev.Tail = s.db.RenderEvent(ev.ID, &msg)
-		res := Result{MessageID: msg.ID, EventID: ev.ID, ThreadID: thread}
-		item := store.Inbound{
-			Message: msg, Raw: raw, Attachments: atts, ThreadRefs: []string{rfcID},
-			Event: ev,
-			// The first attempt is due FirstDelay after the event's own time:
-			// the dispatcher computes the same due key.
-			State: store.EventState{InboxID: r.Inbox.ID, Type: ev.Type, Status: store.StatusPending, NextAt: ev.OccurredAt().UnixMilli() + s.cfg.FirstDelay.Milliseconds()},
-		}
-		if reply != nil {
-			*reply = mustJSON(res)
-			if idemHash != "" {
-				item.IdempotencyKey, item.Reply = idemHash, *reply
+			msg := store.Message{
+				ID: ids.NewAt(ids.Message, now), InboxID: r.Inbox.ID, AccountID: r.Inbox.AccountID,
+				ThreadID: thread, RFCMessageID: rfcID, From: p.From, To: r.Address,
+				Cc: nonNil(p.Cc), Subject: p.Subject, BodyText: p.Text, BodyHTML: p.HTML,
+				ReceivedAt: now, RawSize: len(raw), AttachmentsTruncated: p.PartsTruncated,
 			}
+			var atts [][]byte
+			for _, a := range p.Attachments {
+				msg.Attachments = append(msg.Attachments, store.AttachmentMeta{Filename: a.Filename, ContentType: a.ContentType, SizeBytes: len(a.Data)})
+				atts = append(atts, a.Data)
+			}
+			if msg.Attachments == nil {
+				msg.Attachments = []store.AttachmentMeta{}
+			}
+			ev := store.Event{ID: evtIDs[i], AccountID: r.Inbox.AccountID, InboxID: r.Inbox.ID, Type: EventMessageReceived, MessageID: msg.ID}
+			ev.Head, ev.Tail = s.db.RenderEvent(ev.ID, &msg)
+			res := Result{MessageID: msg.ID, EventID: ev.ID, ThreadID: thread}
+			item := store.Inbound{
+				Message: msg, Raw: raw, Attachments: atts, ThreadRefs: []string{rfcID},
+				Event: ev, // Append sets its delivery state
+			}
+			if reply != nil {
+				*reply = mustJSON(res)
+				if idemHash != "" {
+					item.IdempotencyKey, item.Reply = idemHash, *reply
+				}
+			}
+			items = append(items, item)
+			results = append(results, res)
 		}
-		items = append(items, item)
-		results = append(results, res)
-	}
-	for i := range items {
-		evts[i] = items[i].Event
-	}
-	err := s.db.StoreInbound(items)
-	reported = true
-	s.sink.Committed(evts, err)
+		return items, nil
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -1,7 +1,6 @@
 package ingest_test
 
 import (
-	"github.com/mailwire/mailwire/internal/ids"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,46 +11,33 @@ import (
 	"github.com/mailwire/mailwire/store"
 )
 
-// nopSink discards the events (no delivery).
-type nopSink struct{}
-
-func (nopSink) NewEvents(accounts []string) []string {
-	out := make([]string, len(accounts))
-	for i := range out {
-		out[i] = ids.New(ids.Event)
-	}
-	return out
-}
-func (nopSink) Committed([]store.Event, error) {}
-
 // BenchmarkDurableIngest stores small JSON inbound messages from many
 // concurrent callers, each acknowledged only after its synced commit (the
 // real fsync of this machine's disk), with the real dispatcher consuming
 // the events (no subscriber: attempts fail on channel "none" and are
 // rescheduled, as in production with nobody listening).
 func BenchmarkDurableIngest(b *testing.B) {
-	benchIngest(b, func(db *store.DB) (ingest.Sink, func()) {
+	benchIngest(b, func(db *store.DB) func() {
 		disp := delivery.New(db, delivery.Config{Logger: testserver.Logger()})
 		disp.Start()
-		return disp, func() { _ = disp.Shutdown(b.Context()) }
+		return func() { _ = disp.Shutdown(b.Context()) }
 	})
 }
 
 // BenchmarkIngestStoreOnly is BenchmarkDurableIngest without delivery:
 // the cost of building the message and the synced write alone.
 func BenchmarkIngestStoreOnly(b *testing.B) {
-	benchIngest(b, func(*store.DB) (ingest.Sink, func()) { return nopSink{}, func() {} })
+	benchIngest(b, func(*store.DB) func() { return func() {} })
 }
 
-func benchIngest(b *testing.B, sink func(*store.DB) (ingest.Sink, func())) {
+func benchIngest(b *testing.B, deliver func(*store.DB) (stop func())) {
 	db, err := store.Open(store.Options{Dir: b.TempDir(), Logger: testserver.Logger()})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	s, stop := sink(db)
-	defer stop()
-	svc := ingest.New(db, s, ingest.Config{MailDomain: "bench.test"})
+	defer deliver(db)()
+	svc := ingest.New(db, ingest.Config{MailDomain: "bench.test"})
 	acc, _, _, err := db.CreateAccount("bench")
 	if err != nil {
 		b.Fatal(err)

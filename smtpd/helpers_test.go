@@ -88,7 +88,6 @@ func newEnv(t testing.TB, o envOptions) *env {
 	icfg := ingest.Config{MailDomain: "localhost"}
 	if o.quietDelivery {
 		dcfg.Schedule = []time.Duration{time.Hour}
-		icfg.FirstDelay = time.Hour
 	}
 	e.disp = delivery.New(db, dcfg)
 	e.disp.Start()
@@ -97,7 +96,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 			t.Errorf("%v", err)
 		}
 	})
-	e.in = ingest.New(db, e.disp, icfg)
+	e.in = ingest.New(db, icfg)
 
 	e.account, _, _, err = db.CreateAccount("test")
 	if err != nil {

@@ -23,7 +23,7 @@ import (
 // with Shutdown.
 type Server struct {
 	cfg  Config
-	db   *store.DB
+	db   store.Directory
 	in   *ingest.Service
 	log  *slog.Logger
 	m    *smetrics
@@ -54,7 +54,7 @@ type Server struct {
 // New validates cfg (reporting every problem at once), loads the TLS key
 // pair if one is configured, and returns a Server that stores mail through
 // in and looks inboxes up in db.
-func New(cfg Config, db *store.DB, in *ingest.Service) (*Server, error) {
+func New(cfg Config, db store.Directory, in *ingest.Service) (*Server, error) {
 	if db == nil || in == nil {
 		return nil, errors.New("cannot create SMTP server: store and ingest service are required")
 	}

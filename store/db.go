@@ -87,6 +87,7 @@ type DB struct {
 	inboxes *genCache[Inbox]  // by inbox id
 
 	group *groupCommitter // ingest's synced commits
+	dl    *deliveries     // the delivery side of the event log
 
 	maxEventBytes int
 
@@ -178,12 +179,14 @@ func Open(opts Options) (*DB, error) {
 	}
 	d.pdb, d.keys, d.inboxes, d.maxEventBytes = pdb, newGenCache[APIKey](keyCacheMax), newGenCache[Inbox](inboxCacheMax), maxEvent
 	d.group = newGroupCommitter(pdb)
+	d.dl = newDeliveries(d)
 	return d, nil
 }
 
 // Close flushes nothing extra (every acknowledged write is already synced)
 // and closes the database.
 func (d *DB) Close() error {
+	d.dl.end()
 	d.group.close()
 	if err := d.pdb.Close(); err != nil {
 		return fmt.Errorf("cannot close store: %w", err)

@@ -1,7 +1,10 @@
-// Package store is mailwire's persistent state on one embedded Pebble
-// database: accounts, API keys, inboxes, webhook settings, messages with
-// their raw bytes and attachments, the event log with delivery state and
-// attempts, and the due index that drives retries.
+// Package store is mailwire's persistent state. Store (iface.go) is the
+// seam every component uses: the Directory (accounts, API keys, inboxes,
+// webhook settings) and the EventLog (messages with their raw bytes and
+// attachments, events, delivery state and attempts, the retry schedule).
+// *DB implements it on one embedded Pebble database; the delivery side
+// (Deliveries: leases, the due index and its scheduler, the single state
+// writer, retention) is in pebbledeliveries.go and the files it names.
 //
 // # Durability
 //
@@ -11,7 +14,7 @@
 // concurrency, not from batching inside one caller. Pebble makes a batch
 // readable before its WAL sync has finished; callers that hand data to a
 // client must wait for the write to return, never infer durability from a
-// read (see delivery's in-flight set).
+// read (see the in-flight set, flights.go).
 //
 // # Concurrency
 //
@@ -19,9 +22,9 @@
 // before they write (unique inbox addresses, key revocation) are serialised
 // by one mutex (ctl). Ingest and inbox deletion are ordered by striped
 // per-inbox locks so that no message is stored into an inbox whose deletion
-// has already scanned it. Event delivery state is mutated through the
-// delivery package's single writer; this package only provides the
-// read-modify-write primitives.
+// has already scanned it. Event delivery state is mutated only by the
+// writer goroutine (writer.go), which applies the delivery package's pure
+// transitions.
 //
 // # Layout
 //

@@ -387,10 +387,10 @@ type StateBatch struct {
 	n int
 }
 
-// NewStateBatch starts a batch of state changes. Until it is committed or
+// newStateBatch starts a batch of state changes. Until it is committed or
 // closed, events cannot be deleted (inbox deletion, retention): the
 // states the batch reads stay valid until it writes them back.
-func (d *DB) NewStateBatch() *StateBatch {
+func (d *DB) newStateBatch() *StateBatch {
 	d.stateMu.RLock()
 	return &StateBatch{d: d, b: d.pdb.NewBatch()}
 }

@@ -16,13 +16,22 @@ import (
 // memtable application stays parallel; each takes every request waiting
 // when it becomes free, so a lone request is committed at once (no added
 // latency) and a burst is committed in a few large batches.
+//
+// Merging copies every batch into the merged one. That is cheap for small
+// messages, which is what merging is for, but would hold a large message
+// twice (and copy it once more for nothing: its own commit costs little
+// next to its size), so a batch of groupAloneBytes or more is committed
+// alone, by its caller, concurrently with the groups (Pebble's pipeline
+// still shares the fsync).
 const (
 	groupCommitters = 4
 	// groupMaxBatches bounds one group commit's requests.
 	groupMaxBatches = 64
-	// groupMaxBytes bounds one group commit's size (a group with a large
-	// message commits early).
-	groupMaxBytes = 16 << 20
+	// groupMaxBytes bounds one group commit's size, and so the memory of
+	// the merged copy (a committer stops filling once it is reached).
+	groupMaxBytes = 4 << 20
+	// groupAloneBytes is the size from which a batch is not merged.
+	groupAloneBytes = 256 << 10
 )
 
 type groupReq struct {
@@ -34,6 +43,11 @@ type groupCommitter struct {
 	in   chan *groupReq
 	wg   sync.WaitGroup
 	once sync.Once
+
+	// alone is held shared by the commits of large batches (commitAlone)
+	// and exclusively by close, which sets closed.
+	alone  sync.RWMutex
+	closed bool
 }
 
 func newGroupCommitter(db *pebble.DB) *groupCommitter {
@@ -47,9 +61,12 @@ func newGroupCommitter(db *pebble.DB) *groupCommitter {
 
 var errStoreClosed = errors.New("store is closed")
 
-// commit applies b (synced) together with whatever else is waiting, and
-// returns when it is durable. b is closed.
+// commit applies b (synced) together with whatever else is waiting (alone
+// when it is large), and returns when it is durable. b is closed.
 func (g *groupCommitter) commit(b *pebble.Batch) error {
+	if len(b.Repr()) >= groupAloneBytes {
+		return g.commitAlone(b)
+	}
 	r := &groupReq{b: b, done: make(chan error, 1)}
 	if !g.send(r) {
 		_ = b.Close()
@@ -63,6 +80,21 @@ func (g *groupCommitter) commit(b *pebble.Batch) error {
 		panic(pe.v)
 	}
 	return err
+}
+
+// commitAlone commits b (synced) in the caller's goroutine, and closes it.
+// A panic from Pebble is raised here, as in commit.
+func (g *groupCommitter) commitAlone(b *pebble.Batch) error {
+	g.alone.RLock()
+	defer g.alone.RUnlock()
+	defer b.Close()
+	if g.closed {
+		return errStoreClosed
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("cannot commit batch: %w", err)
+	}
+	return nil
 }
 
 // send queues r; false when the store was closed under the caller.
@@ -116,7 +148,11 @@ func (g *groupCommitter) commitGroup(db *pebble.DB, reqs []*groupReq) {
 	if len(reqs) == 1 {
 		err = reqs[0].b.Commit(pebble.Sync)
 	} else {
-		merged := db.NewBatch()
+		size := 0
+		for _, r := range reqs {
+			size += len(r.b.Repr())
+		}
+		merged := db.NewBatchWithSize(size)
 		for _, r := range reqs {
 			if err = merged.Apply(r.b, nil); err != nil {
 				break
@@ -136,8 +172,101 @@ func (g *groupCommitter) commitGroup(db *pebble.DB, reqs []*groupReq) {
 	}
 }
 
-// close stops the committers after the requests already queued.
+// close stops the committers after the requests already queued, and waits
+// for the commits of large batches in progress.
 func (g *groupCommitter) close() {
+	g.alone.Lock()
+	g.closed = true
+	g.alone.Unlock()
 	g.once.Do(func() { close(g.in) })
 	g.wg.Wait()
+}
+
+// Sizing ingest batches (StoreInbound). A Pebble batch grows by doubling,
+// copying its contents each time, so a batch of a large message is made at
+// its final size instead.
+const (
+	// batchHeaderBytes is the batch header (batchrepr.HeaderLen).
+	batchHeaderBytes = 12
+	// directJSONBytes is the body size from which a message record is
+	// encoded straight into the batch instead of into a buffer copied in.
+	directJSONBytes = 64 << 10
+)
+
+// batchRecordBytes is what a Set of a key and a value of these lengths may
+// take in a batch: its kind, two varints (reserved at their longest) and
+// the bytes.
+func batchRecordBytes(keyLen, valueLen int) int {
+	return 1 + 2*5 + keyLen + valueLen
+}
+
+// newEventBytes is more than putNewEvent adds to a batch: the event, its
+// state and its due entry at their longest (varints of 10 bytes), and 512
+// bytes to spare. Too little would not fail, only make Pebble grow the
+// batch by doubling.
+func newEventBytes(e *Event, st EventState) int {
+	event := 1 + 4*10 + len(e.AccountID) + len(e.InboxID) + len(e.Type) + len(e.MessageID)
+	state := 1 + 4*10 + len(st.InboxID) + len(st.Type) + len(st.Status) + len(st.DeliveredVia) + 6*10 + 1
+	return batchRecordBytes(len(pEvent)+len(e.ID), event) +
+		batchRecordBytes(len(pEventState)+len(e.AccountID)+1+len(e.ID), state) +
+		batchRecordBytes(len(pDue)+8+len(e.ID), len(e.AccountID)) + 512
+}
+
+// messageRecord is a message's JSON record on its way into a batch: encoded
+// into buf for small bodies, or only measured (n bytes) and encoded into
+// the batch by set.
+type messageRecord struct {
+	m   *Message
+	buf []byte
+	n   int
+}
+
+func newMessageRecord(m *Message, direct bool) messageRecord {
+	bodies := len(m.BodyText) + len(m.BodyHTML)
+	if !direct || bodies < directJSONBytes {
+		return messageRecord{m: m, buf: appendMessageJSON(make([]byte, 0, 512+bodies+bodies/32), m)}
+	}
+	return messageRecord{m: m, n: messageJSONLen(m)}
+}
+
+func (r *messageRecord) size() int {
+	if r.buf != nil {
+		return len(r.buf)
+	}
+	return r.n
+}
+
+// set adds the record under k to b. false means that the encoding did not
+// have the length measured: b then holds a wrong record and must be
+// dropped.
+func (r *messageRecord) set(b *pebble.Batch, k []byte) bool {
+	if r.buf != nil {
+		_ = b.Set(k, r.buf, nil)
+		return true
+	}
+	op := b.SetDeferred(len(k), r.n)
+	copy(op.Key, k)
+	// op.Value's capacity runs on into the batch's free space: a longer
+	// encoding would not reallocate, only show in its length.
+	v := appendMessageJSON(op.Value[:0], r.m)
+	if len(v) != r.n || (r.n > 0 && &v[0] != &op.Value[0]) {
+		return false
+	}
+	_ = op.Finish()
+	return true
+}
+
+// messageJSONLen is len(appendMessageJSON(nil, m)) without holding the
+// encoding: the bodies are only measured (jsonStringLen).
+func messageJSONLen(m *Message) int {
+	short := *m
+	short.BodyText = ""
+	if m.BodyHTML != "" {
+		short.BodyHTML = "x" // keeps the field, encoded as 3 bytes
+	}
+	n := len(appendMessageJSON(nil, &short)) - len(`""`) + jsonStringLen(m.BodyText)
+	if m.BodyHTML != "" {
+		n += jsonStringLen(m.BodyHTML) - len(`"x"`)
+	}
+	return n
 }

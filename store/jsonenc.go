@@ -139,5 +139,8 @@ func appendMessageJSON(dst []byte, m *Message) []byte {
 	dst = appendJSONTime(dst, m.ReceivedAt)
 	dst = append(dst, `,"rawSize":`...)
 	dst = strconv.AppendInt(dst, int64(m.RawSize), 10)
+	if m.AttachmentsTruncated {
+		dst = append(dst, `,"attachmentsTruncated":true`...)
+	}
 	return append(dst, '}')
 }

@@ -18,6 +18,7 @@ type refMessage struct {
 	BodyText     string          `json:"body_text"`
 	BodyHTML     string          `json:"body_html,omitempty"`
 	Attachments  []refAttachment `json:"attachments"`
+	AttsCut      bool            `json:"attachments_truncated,omitempty"`
 	Truncated    bool            `json:"truncated,omitempty"`
 	ReceivedAt   string          `json:"received_at"`
 }
@@ -54,7 +55,8 @@ func checkEncoders(t testing.TB, s string) {
 	m := &Message{ID: "msg_1", InboxID: "inb_" + s, AccountID: "acc", ThreadID: "thr", RFCMessageID: "<" + s + ">",
 		From: s + " <a@b.c>", To: "agent@x", Cc: []string{s, "c@d"}, Subject: s, BodyText: s, BodyHTML: s,
 		Attachments: []AttachmentMeta{{Filename: s, ContentType: "text/plain", SizeBytes: 7}},
-		ReceivedAt:  time.Date(2026, 2, 24, 10, 5, 0, 120000000, time.UTC), RawSize: 99}
+		ReceivedAt:  time.Date(2026, 2, 24, 10, 5, 0, 120000000, time.UTC), RawSize: 99,
+		AttachmentsTruncated: len(s)%2 == 1}
 	if got, want := appendMessageJSON(nil, m), stdJSON(t, m); !bytes.Equal(got, want) {
 		t.Fatalf("message record for %q:\n got %s\nwant %s", s, got, want)
 	}
@@ -66,7 +68,7 @@ func checkEncoders(t testing.TB, s string) {
 		DeliveredAt: "2026-02-24T10:05:00.012Z", Attempt: 3, InboxID: m.InboxID, ThreadID: m.ThreadID,
 		Message: refMessage{ID: m.ID, RFCMessageID: m.RFCMessageID, From: m.From, To: m.To, Cc: m.Cc,
 			Subject: s, BodyText: s, BodyHTML: s, ReceivedAt: "2026-02-24T10:05:00.120Z",
-			Attachments: []refAttachment{{s, "text/plain", 7, AttachmentURL(m.ID, s)}}},
+			Attachments: []refAttachment{{s, "text/plain", 7, AttachmentURL(m.ID, s)}}, AttsCut: m.AttachmentsTruncated},
 	})
 	if !bytes.Equal(got, want) {
 		t.Fatalf("payload for %q:\n got %s\nwant %s", s, got, want)

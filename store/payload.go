@@ -33,12 +33,20 @@ const (
 // the message says "truncated": true. The REST API keeps the whole message.
 func RenderMessageEvent(evtID string, m *Message, maxBytes int) (head, tail []byte) {
 	head = renderHead(evtID, m)
-	tail = renderTail(m, m.BodyText, m.BodyHTML, len(m.Attachments), false)
-	if maxBytes <= 0 || len(head)+len(tail)+attemptFieldsMax+frameHeaderMax <= maxBytes {
-		return head, tail
+	if maxBytes <= 0 {
+		return head, renderTail(m, m.BodyText, m.BodyHTML, len(m.Attachments), false)
 	}
-	// What the payload costs without bodies, then what is left for them.
+	// Measure before rendering: a message far over the cap (a 20 MiB
+	// body) is not encoded whole only to be cut.
 	bare := renderTail(m, "", "", len(m.Attachments), true)
+	full := len(bare) - len(`,"truncated":true`) + jsonStringLen(m.BodyText) - len(`""`)
+	if m.BodyHTML != "" {
+		full += len(`,"body_html":`) + jsonStringLen(m.BodyHTML)
+	}
+	if len(head)+full+attemptFieldsMax+frameHeaderMax <= maxBytes {
+		return head, renderTail(m, m.BodyText, m.BodyHTML, len(m.Attachments), false)
+	}
+	// What is left for the bodies.
 	budget := maxBytes - len(head) - len(bare) - attemptFieldsMax - frameHeaderMax
 	atts := len(m.Attachments)
 	for budget < 0 && atts > 0 { // drop attachments from the end (each with its comma)
@@ -101,6 +109,9 @@ func renderTail(m *Message, text, html string, atts int, truncated bool) []byte 
 		tail = appendAttachment(tail, m.ID, &m.Attachments[i])
 	}
 	tail = append(tail, ']')
+	if m.AttachmentsTruncated {
+		tail = append(tail, `,"attachments_truncated":true`...)
+	}
 	if truncated {
 		tail = append(tail, `,"truncated":true`...)
 	}

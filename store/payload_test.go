@@ -70,6 +70,18 @@ func TestRenderMessageEventCap(t *testing.T) {
 			t.Fatalf("truncated %v, %d attachments", g.Truncated, len(g.Attachments))
 		}
 	})
+	// The measured size is the rendered size: a frame exactly at the cap
+	// is whole, one byte more is cut.
+	for _, m := range []*Message{small, base(big[:5000], ""), base("", big[:7000]), base(big[:3000], big[:3000])} {
+		h, tl := RenderMessageEvent("evt_01M8C9RB9X5V865CKTKNCS7WF4", m, 0)
+		exact := len(h) + len(tl) + attemptFieldsMax + frameHeaderMax
+		if _, tl2 := RenderMessageEvent("evt_01M8C9RB9X5V865CKTKNCS7WF4", m, exact); string(tl2) != string(tl) {
+			t.Fatalf("a frame of exactly the cap (%d) was cut", exact)
+		}
+		if _, tl2 := RenderMessageEvent("evt_01M8C9RB9X5V865CKTKNCS7WF4", m, exact-1); !strings.Contains(string(tl2), `"truncated":true`) {
+			t.Fatalf("a frame one byte over the cap (%d) was not cut", exact-1)
+		}
+	}
 	for max := 2048; max < 4096; max += 7 { // every cut point, around escapes and multibyte runes
 		f("sweep", base(big[:3000], big[:3000]), max, func(g msg) {})
 	}

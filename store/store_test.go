@@ -128,7 +128,7 @@ func TestDeleteInboxRemovesEverything(t *testing.T) {
 	if err := db.StoreInbound(items); err != nil {
 		t.Fatal(err)
 	}
-	sb := db.NewStateBatch()
+	sb := db.newStateBatch()
 	sb.PutAttempt(items[0].Event.ID, Attempt{N: 1, At: now, Channel: ChannelNone})
 	if err := sb.Commit(true); err != nil {
 		t.Fatal(err)
@@ -238,7 +238,7 @@ func TestEventLogOrderAndDueIndex(t *testing.T) {
 	st, _ := db.GetEventState(a.ID, evts[19])
 	nw := st
 	nw.NextAt = base.UnixMilli() + 5000
-	sb := db.NewStateBatch()
+	sb := db.newStateBatch()
 	sb.PutState(a.ID, evts[19], st, nw)
 	if err := sb.Commit(true); err != nil {
 		t.Fatal(err)

@@ -20,6 +20,7 @@ import (
 	"github.com/mailwire/mailwire/ingest"
 	"github.com/mailwire/mailwire/internal/app"
 	"github.com/mailwire/mailwire/internal/limits"
+	"github.com/mailwire/mailwire/mailparse"
 	"github.com/mailwire/mailwire/store"
 )
 
@@ -50,6 +51,7 @@ type serveConfig struct {
 	Retention           time.Duration
 	FailedRetention     time.Duration
 	MaxMessageSize      int
+	MaxMIMEParts        int
 	IngestMemory        int
 	MinFreeDisk         string
 	HTTPMaxConnsPerIP   int
@@ -89,6 +91,7 @@ func serveFlags(c *serveConfig) *flag.FlagSet {
 	fs.DurationVar(&c.Retention, "retention", 168*time.Hour, "how long delivered events are kept")
 	fs.DurationVar(&c.FailedRetention, "failed-retention", 720*time.Hour, "how long failed events are kept")
 	fs.Var(sizeValue{&c.MaxMessageSize}, "max-message-size", "largest inbound message, SMTP and HTTP (`size`)")
+	fs.IntVar(&c.MaxMIMEParts, "max-mime-parts", mailparse.DefaultMaxParts, "most MIME parts parsed per message; past it the rest are left out of the message's attachments (marked attachmentsTruncated / attachments_truncated; the raw message keeps them)")
 	fs.Var(sizeValue{&c.IngestMemory}, "ingest-memory", "budget for message bytes in flight across SMTP and HTTP (`size`; default an eighth of the memory available, at least 4 messages); past it 451 4.3.0 / 503 + Retry-After")
 	fs.StringVar(&c.MinFreeDisk, "min-free-disk", "1GiB,5%", "below this free space under --data-dir (`size`, a percentage, or both: the smaller) ingest is refused (452 / 507) while everything else keeps working")
 	fs.IntVar(&c.HTTPMaxConnsPerIP, "http-max-conns-per-ip", app.DefaultHTTPMaxConnsPerIP, "concurrent HTTP/WebSocket connections from one client address (0: no cap, e.g. behind a proxy)")
@@ -136,6 +139,7 @@ func (c *serveConfig) validate() error {
 	check(c.Retention > 0, "--retention must be positive")
 	check(c.FailedRetention > 0, "--failed-retention must be positive")
 	check(c.MaxMessageSize >= 1<<10 && c.MaxMessageSize <= 1<<30, "--max-message-size must be between 1KiB and 1GiB")
+	check(c.MaxMIMEParts >= 1 && c.MaxMIMEParts <= 100000, "--max-mime-parts must be between 1 and 100000")
 	check(c.IngestMemory == 0 || int64(c.IngestMemory) >= limits.MessageCost(c.MaxMessageSize),
 		"--ingest-memory must hold at least one message of --max-message-size (%d bytes)", limits.MessageCost(c.MaxMessageSize))
 	_, derr := c.diskThreshold()
@@ -270,6 +274,7 @@ func startNode(c *serveConfig, log *slog.Logger, out *os.File) (*app.App, error)
 		Retention:           c.Retention,
 		FailedRetention:     c.FailedRetention,
 		MaxMessageSize:      c.MaxMessageSize,
+		MaxMIMEParts:        c.MaxMIMEParts,
 		IngestMemory:        int64(c.IngestMemory),
 		MinFreeDisk:         threshold,
 		HTTPMaxConnsPerIP:   c.HTTPMaxConnsPerIP,
@@ -296,7 +301,7 @@ const devKeyFile = "dev-api-key"
 
 // devSetup creates the dev account and inbox on an empty database and
 // prints how to use them.
-func devSetup(c *serveConfig, db *store.DB, ing *ingest.Service, httpAddr, smtpAddr string, out *os.File) error {
+func devSetup(c *serveConfig, db store.Directory, ing *ingest.Service, httpAddr, smtpAddr string, out *os.File) error {
 	keyPath := filepath.Join(c.DataDir, devKeyFile)
 	n, err := db.CountAccounts()
 	if err != nil {

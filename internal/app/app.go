@@ -22,6 +22,7 @@ import (
 	"github.com/mailwire/mailwire/engine/ws"
 	"github.com/mailwire/mailwire/ingest"
 	"github.com/mailwire/mailwire/internal/limits"
+	"github.com/mailwire/mailwire/mailparse"
 	"github.com/mailwire/mailwire/store"
 )
 
@@ -47,6 +48,7 @@ type Config struct {
 	Retention           time.Duration
 	FailedRetention     time.Duration
 	MaxMessageSize      int
+	MaxMIMEParts        int // 0: mailparse.DefaultMaxParts
 	// IngestMemory is --ingest-memory (0: limits.DefaultIngestMemory).
 	IngestMemory int64
 	// MinFreeDisk is --min-free-disk (zero: limits.DefaultDiskThreshold).
@@ -64,7 +66,7 @@ type Config struct {
 type App struct {
 	cfg      Config
 	log      *slog.Logger
-	DB       *store.DB
+	DB       store.Store
 	Delivery *delivery.Dispatcher
 	Ingest   *ingest.Service
 	Engine   *engine.Server
@@ -134,10 +136,10 @@ func Start(cfg Config) (*App, error) {
 		Metrics: dset,
 		Logger:  log,
 	})
-	ing := ingest.New(db, disp, ingest.Config{
+	ing := ingest.New(db, ingest.Config{
 		MailDomain:     cfg.MailDomain,
 		MaxMessageSize: cfg.MaxMessageSize,
-		FirstDelay:     cfg.RetrySchedule[0],
+		Limits:         mailparse.Limits{MaxParts: cfg.MaxMIMEParts},
 	})
 	srv := engine.New(engine.Config{
 		Addr:                 cfg.HTTPAddr,

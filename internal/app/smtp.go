@@ -18,7 +18,7 @@ type smtpServer interface {
 }
 
 // startSMTP starts the SMTP listener (smtpd) on cfg.SMTPAddr.
-func startSMTP(cfg Config, db *store.DB, ing *ingest.Service, lim engine.Limits, set *metrics.Set, log *slog.Logger) (smtpServer, error) {
+func startSMTP(cfg Config, db store.Directory, ing *ingest.Service, lim engine.Limits, set *metrics.Set, log *slog.Logger) (smtpServer, error) {
 	s, err := smtpd.New(smtpd.Config{
 		Addr:           cfg.SMTPAddr,
 		MaxConnsPerIP:  cfg.SMTPMaxConnsPerIP,

@@ -270,10 +270,26 @@ func TestListenExitsWhenRetryingCannotHelp(t *testing.T) {
 	}
 	f("bad key", listener.Config{Server: s.URL, Token: "om_" + strings.Repeat("0", 48)}, "4001")
 	f("unknown inbox", listener.Config{Server: s.URL, Token: acc.Key, Inboxes: []string{"inb_01M8C9RB9X5V865CKTKNCS7WF4"}}, "not found in this account")
-	held, _, err := websocket.DefaultDialer.Dial(s.WSURL, http.Header{"Authorization": {"Bearer " + acc.Key}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The account's one connection: the previous case's socket may still
+	// be closing on the server, so the first dial can itself get 4008.
+	var held *websocket.Conn
+	testserver.WaitFor(t, 10*time.Second, "a connection holding the account's only slot", func() bool {
+		c, _, err := websocket.DefaultDialer.Dial(s.WSURL, http.Header{"Authorization": {"Bearer " + acc.Key}})
+		if err != nil {
+			return false
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if c.WriteJSON(map[string]string{"type": "ping"}) == nil {
+			var f map[string]any
+			if c.ReadJSON(&f) == nil && f["type"] == "pong" {
+				_ = c.SetReadDeadline(time.Time{})
+				held = c
+				return true
+			}
+		}
+		c.Close()
+		return false
+	})
 	f("too many connections", listener.Config{Server: s.URL, Token: acc.Key}, "4008")
 	held.Close()
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")

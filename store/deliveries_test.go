@@ -1,0 +1,133 @@
+package store
+
+import (
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// Race regressions of the delivery side found in review, kept as named
+// tests.
+
+func regInbound(t *testing.T, db *DB, in Inbox, nextAt int64) Inbound {
+	t.Helper()
+	it := inbound(in, "s", time.Now())
+	it.State.NextAt = nextAt
+	if err := db.StoreInbound([]Inbound{it}); err != nil {
+		t.Fatal(err)
+	}
+	return it
+}
+
+// A delivery-state batch that read a state before an inbox deletion must
+// not write it back after the deletion (a pending ghost the scheduler
+// would retry forever).
+func TestRegressionDeleteInboxWaitsForStateBatch(t *testing.T) {
+	db := openMem(t, vfs.NewMem())
+	defer db.Close()
+	in := newInbox(t, db, mustAccount(t, db), "box")
+	it := regInbound(t, db, in, time.Now().UnixMilli()+3_600_000)
+	sb := db.newStateBatch() // the writer, mid read-modify-write
+	old, err := db.GetEventState(in.AccountID, it.Event.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nw := old
+	nw.NextAt = old.NextAt + 1
+	sb.PutState(in.AccountID, it.Event.ID, old, nw)
+	deleted := make(chan error, 1)
+	go func() { _, err := db.DeleteInbox(in.AccountID, in.ID); deleted <- err }()
+	if err := sb.Commit(true); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-deleted; err != nil {
+		t.Fatal(err)
+	}
+	if st, err := db.GetEventState(in.AccountID, it.Event.ID); err == nil {
+		t.Fatalf("deleted inbox's event state survives: %+v", st)
+	}
+}
+
+// A state whose event record is gone is deleted, not retried forever.
+func TestRegressionStateWithoutEventIsDeleted(t *testing.T) {
+	db := openMem(t, vfs.NewMem())
+	defer db.Close()
+	in := newInbox(t, db, mustAccount(t, db), "box")
+	it := regInbound(t, db, in, time.Now().UnixMilli())
+	if _, err := db.DeleteInbox(in.AccountID, in.ID); err != nil {
+		t.Fatal(err)
+	}
+	// A ghost state as a bug elsewhere could leave it.
+	sb := db.newStateBatch()
+	sb.PutState(in.AccountID, it.Event.ID, EventState{}, it.State)
+	if err := sb.Commit(true); err != nil {
+		t.Fatal(err)
+	}
+	var attempts atomic.Int32
+	db.StartDeliveries(DeliveryConfig{Deliver: func(l *Lease) bool {
+		go func() {
+			if db.Ready(l) {
+				attempts.Add(1)
+				db.Release(l, 0)
+			}
+		}()
+		return true
+	}})
+	defer db.StopDeliveries(t.Context())
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := db.GetEventState(in.AccountID, it.Event.ID); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the ghost state is still there")
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval
+	}
+	if n := db.dl.m.scheduled.Get(); n > 3 {
+		t.Fatalf("the ghost was scheduled %d times", n)
+	}
+	if n := attempts.Load(); n != 0 {
+		t.Fatalf("the ghost was attempted %d times", n)
+	}
+}
+
+// A due entry read through a scan snapshot after the writer moved the
+// event on must not trigger an attempt before the event's real due time.
+func TestRegressionStaleDueEntryDoesNotAttemptEarly(t *testing.T) {
+	db := openMem(t, vfs.NewMem())
+	defer db.Close()
+	in := newInbox(t, db, mustAccount(t, db), "box")
+	t0 := time.Now().UnixMilli()
+	it := regInbound(t, db, in, t0)
+	// Attempt 1 failed: the writer moved NextAt to t0+30s (deleting d/t0).
+	sb := db.newStateBatch()
+	old, _ := db.GetEventState(in.AccountID, it.Event.ID)
+	nw := old
+	nw.Attempts, nw.LastAt, nw.NextAt = 1, t0, t0+30_000
+	sb.PutState(in.AccountID, it.Event.ID, old, nw)
+	if err := sb.Commit(true); err != nil {
+		t.Fatal(err)
+	}
+	// A scan that opened its iterator before that commit yields d/t0.
+	if !db.dl.flights.tryClaim(it.Event.ID) {
+		t.Fatal("already claimed")
+	}
+	if db.Ready(&Lease{AccountID: in.AccountID, EventID: it.Event.ID, DueMs: t0}) {
+		t.Fatal("a stale due entry is ready for an attempt")
+	}
+	if db.dl.flights.claimed(it.Event.ID) {
+		t.Fatal("the claim was kept")
+	}
+}
+
+func mustAccount(t *testing.T, db *DB) string {
+	t.Helper()
+	acc, _, _, err := db.CreateAccount("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return acc.ID
+}

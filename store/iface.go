@@ -1,0 +1,107 @@
+package store
+
+import "io"
+
+// Store is everything a mailwire node keeps: the directory (accounts, API
+// keys, inboxes, webhook settings) and the event log (messages, their
+// events, delivery state and the retry schedule). A node opens one
+// implementation at start-up and every component uses it through this
+// interface: *DB (Pebble, one node, the default) or the NATS JetStream
+// store of package store/jetstream (a cluster of nodes).
+type Store interface {
+	Directory
+	EventLog
+	// ReadOnly reports whether the store takes no writes (a Pebble store
+	// opened on a full disk).
+	ReadOnly() bool
+	// WriteMetrics writes the store's own metrics in the Prometheus text
+	// format (at scrape time).
+	WriteMetrics(w io.Writer)
+	// Close releases the store after recording what was handed to it.
+	Close() error
+}
+
+// Directory holds accounts, API keys, inboxes and webhook settings.
+type Directory interface {
+	CreateAccount(name string) (Account, APIKey, string, error)
+	GetAccount(id string) (Account, error)
+	ListAccounts(p Page) ([]Account, int, error)
+	CountAccounts() (int, error)
+
+	CreateAPIKey(accountID string) (APIKey, string, error)
+	ListAPIKeys(accountID string) ([]APIKey, error)
+	RevokeAPIKey(keyID string) (APIKey, error)
+	// Authenticate resolves a plaintext key (ErrNotFound when unknown or
+	// revoked).
+	Authenticate(plain string) (APIKey, error)
+	KeyExists(keyID string) (bool, error)
+
+	// CreateInbox fails with ErrConflict when the mailbox name is taken
+	// (addresses are global).
+	CreateInbox(in Inbox) (Inbox, error)
+	// GetInbox answers ErrNotFound for an inbox of another account.
+	GetInbox(accountID, id string) (Inbox, error)
+	InboxByMailbox(mailbox string) (Inbox, error)
+	InboxOwned(accountID, id string) (bool, error)
+	ListInboxes(accountID string, p Page) ([]Inbox, int, error)
+	UpdateInbox(accountID, id string, fn func(*Inbox) error) (Inbox, error)
+	// DeleteInbox removes the inbox with its messages and events.
+	DeleteInbox(accountID, id string) ([]string, error)
+
+	GetWebhook(accountID string) (Webhook, error)
+	UpdateWebhook(accountID string, fn func(w *Webhook, exists bool) (remove bool, err error)) (Webhook, error)
+	// SettingsGen increases after every change to an inbox or a webhook
+	// setting (caches of settings compare it).
+	SettingsGen() uint64
+	// OnChange registers fn to be told of changes that live connections
+	// must follow: a revoked key (close its sockets), a deleted inbox.
+	// A store shared by several nodes reports the changes made on any of
+	// them; the Pebble store reports none (the node made them itself).
+	OnChange(fn func(DirectoryChange))
+}
+
+// DirectoryChange is a directory change other nodes' connections must
+// follow.
+type DirectoryChange struct {
+	RevokedKey          string // a key id
+	DeletedInbox        string // an inbox id ...
+	DeletedInboxAccount string // ... of this account
+}
+
+// EventLog holds messages and their events: appended in one durable step,
+// read by id, scanned per account in order, and delivered (Deliveries).
+type EventLog interface {
+	Deliveries
+
+	// Append stores new messages and their events in one durable step
+	// (see DB.Append for the contract).
+	Append(accounts []string, build func(evtIDs []string) ([]Inbound, error)) error
+	// RenderEvent renders an event's payload from its message, within the
+	// event size cap.
+	RenderEvent(evtID string, m *Message) (head, tail []byte)
+	Idempotent(inboxID, keyHash string) ([]byte, error)
+	ThreadOf(inboxID string, refs []string) (string, error)
+
+	GetMessage(accountID, id string) (Message, error)
+	GetRaw(accountID, id string) ([]byte, error)
+	GetAttachment(accountID, msgID, filename string) (AttachmentMeta, []byte, error)
+	ListMessages(inboxID string, p Page) ([]Message, int, error)
+
+	// GetEvent returns an event by id, any account's (callers check
+	// AccountID), with its payload rendered.
+	GetEvent(id string) (Event, error)
+	GetEventState(accountID, id string) (EventState, error)
+	// EventsAfter scans an account's events in order (see DB.EventsAfter).
+	EventsAfter(accountID, afterID, beforeID string, limit, scanLimit int, match func(inbox, typ string) bool) ([]StoredEvent, string, error)
+	ListEvents(accountID string, f EventFilter, p Page) ([]EventSummary, int, error)
+	ListAttempts(evtID string) ([]Attempt, error)
+
+	// Ready loads a lease's state and event before its attempt (false:
+	// nothing to attempt; the lease is ended).
+	Ready(l *Lease) bool
+}
+
+// OnChange implements Directory: a single node makes every change itself.
+func (d *DB) OnChange(func(DirectoryChange)) {}
+
+var _ Store = (*DB)(nil)
