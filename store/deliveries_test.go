@@ -1,6 +1,8 @@
 package store
 
 import (
+	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -130,4 +132,38 @@ func mustAccount(t *testing.T, db *DB) string {
 		t.Fatal(err)
 	}
 	return acc.ID
+}
+
+// OnStored reports each stored event once, with its payload, an account's
+// in id order.
+func TestOnStoredReportsEventsInOrder(t *testing.T) {
+	db := openMem(t, vfs.NewMem())
+	defer db.Close()
+	in := newInbox(t, db, mustAccount(t, db), "box")
+	var mu sync.Mutex
+	var got []Event
+	db.OnStored(func(evs []Event) { mu.Lock(); got = append(got, evs...); mu.Unlock() })
+	var want []string
+	for i := range 20 {
+		err := db.Append([]string{in.AccountID}, func(ids []string) ([]Inbound, error) {
+			it := inbound(in, fmt.Sprint("s", i), time.Now())
+			it.Event.ID = ids[0]
+			it.Event.Head, it.Event.Tail = db.RenderEvent(ids[0], &it.Message)
+			want = append(want, ids[0])
+			return []Inbound{it}, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != len(want) {
+		t.Fatalf("%d events reported, want %d", len(got), len(want))
+	}
+	for i := range got {
+		if got[i].ID != want[i] || len(got[i].Tail) == 0 {
+			t.Fatalf("event %d: %s (payload %d bytes), want %s", i, got[i].ID, len(got[i].Tail), want[i])
+		}
+	}
 }

@@ -96,6 +96,13 @@ type EventLog interface {
 	ListEvents(accountID string, f EventFilter, p Page) ([]EventSummary, int, error)
 	ListAttempts(evtID string) ([]Attempt, error)
 
+	// OnStored registers fn to be told of new events once they are
+	// durable, each account's in id order and only after every earlier
+	// event of the account (the order Append releases them; in a cluster,
+	// events stored on any node). The events carry their payload. fn runs
+	// on the storing path: it must not block or call back into the log.
+	OnStored(fn func([]Event))
+
 	// Ready loads a lease's state and event before its attempt (false:
 	// nothing to attempt; the lease is ended).
 	Ready(l *Lease) bool

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -42,6 +43,10 @@ type deliveries struct {
 	releaseMu sync.Mutex
 	sched     *scheduler
 	w         *writer
+
+	// watchers are told of released events (OnStored); copy on write.
+	watchers atomic.Pointer[[]func([]Event)]
+	watchMu  sync.Mutex
 
 	// outbox guards sends to the writer against its end (see writer).
 	outbox struct {
@@ -351,4 +356,24 @@ func (dl *deliveries) committed(evts []Event, err error) {
 			dl.sched.lower(dueKey(dueMs, ev.ID))
 		}
 	}
+	if len(released) > 0 {
+		if fns := dl.watchers.Load(); fns != nil {
+			for _, fn := range *fns {
+				fn(released)
+			}
+		}
+	}
+}
+
+// OnStored implements EventLog.
+func (d *DB) OnStored(fn func([]Event)) {
+	dl := d.dl
+	dl.watchMu.Lock()
+	defer dl.watchMu.Unlock()
+	var fns []func([]Event)
+	if old := dl.watchers.Load(); old != nil {
+		fns = append(fns, *old...)
+	}
+	fns = append(fns, fn)
+	dl.watchers.Store(&fns)
 }
