@@ -120,8 +120,6 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// ErrClosed is returned by calls made after Shutdown began.
-var ErrClosed = errors.New("delivery is shutting down")
 
 // Dispatcher delivers events: it takes the leases the event log hands
 // out, chooses each attempt's channel (PROTOCOL.md §6), makes the attempt
@@ -274,10 +272,6 @@ func (d *Dispatcher) enqueue(l *store.Lease) bool {
 	}
 }
 
-// FirstAttemptDelay is the schedule's first delay (ingest stores it as the
-// event's first due time).
-func (d *Dispatcher) FirstAttemptDelay() time.Duration { return d.cfg.Schedule[0] }
-
 // StableBound returns an event id below which every event of the account
 // is durable and no other can appear: replay stops before it.
 func (d *Dispatcher) StableBound(accountID string) string { return d.store.StableBound(accountID) }
@@ -317,12 +311,12 @@ func (d *Dispatcher) Redeliver(accountID, evtID string) error {
 }
 
 // ready reports why changes cannot be recorded now (nil when they can).
+// Acks, redelivers and replays are recorded while the node drains (until
+// the store closes, which then refuses them itself): an ack lost in that
+// window would have the event sent again after the restart.
 func (d *Dispatcher) ready() error {
-	switch {
-	case d.store.ReadOnly():
+	if d.store.ReadOnly() {
 		return store.ErrReadOnly // nothing runs on a read-only store (see Start)
-	case d.closing.Load():
-		return ErrClosed
 	}
 	return nil
 }
@@ -381,7 +375,9 @@ func (d *Dispatcher) attempt(l *store.Lease) {
 		looked = true
 		if url, secret, err = d.webhookTarget(ev.AccountID, ev.InboxID); err != nil {
 			d.log.Error("cannot read webhook settings", "event", ev.ID, "error", err)
-			d.store.Release(l, 0)
+			// Offered again after a pause, not at once: a lasting error
+			// must not become a hot loop.
+			time.AfterFunc(store.ErrorBackoff, func() { d.store.Release(l, 0) })
 			return false
 		}
 		return true

@@ -7,13 +7,16 @@ import "io"
 // events, delivery state and the retry schedule). A node opens one
 // implementation at start-up and every component uses it through this
 // interface: *DB (Pebble, one node, the default) or the NATS JetStream
-// store of package store/jetstream (a cluster of nodes).
+// store of package store/jsstore (a cluster of nodes).
 type Store interface {
 	Directory
 	EventLog
 	// ReadOnly reports whether the store takes no writes (a Pebble store
 	// opened on a full disk).
 	ReadOnly() bool
+	// Health says why the store cannot take writes now ("" when it can):
+	// /readyz reports it.
+	Health() string
 	// WriteMetrics writes the store's own metrics in the Prometheus text
 	// format (at scrape time).
 	WriteMetrics(w io.Writer)
