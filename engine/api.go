@@ -121,6 +121,9 @@ func (s *Server) readyz(w http.ResponseWriter, _ *req) error {
 	if !s.started.Load() {
 		return writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "starting"})
 	}
+	if why := s.deps.DB.Health(); why != "" {
+		return writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "store_unavailable", "reason": why})
+	}
 	if why := s.deps.Limits.Disk.Status(); why != "" {
 		// Sockets, replay, reads and retries go on; new mail does not.
 		return writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "refusing_ingest", "reason": why})

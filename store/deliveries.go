@@ -21,7 +21,9 @@ type Lease struct {
 	// Fresh: the event was just stored and has its initial state.
 	Fresh bool
 
-	token any // the implementation's
+	// Token is the implementation's handle on the lease (callers leave
+	// it alone).
+	Token any
 }
 
 // Change is a pure state transition: the new state for the current one at
