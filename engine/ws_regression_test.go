@@ -83,7 +83,7 @@ func TestRegressionAckCreditIsForAcksOnly(t *testing.T) {
 		c.expectEvent()
 	}
 	frame := []byte(`{"type":"ack","type":"ping"}`) // decodes as its last type: a ping
-	for i := 0; i < 2; i++ { // frames 2 and 3
+	for i := 0; i < 2; i++ {                        // frames 2 and 3
 		c.sendText(string(frame))
 		c.expect("pong")
 	}
