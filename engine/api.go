@@ -47,6 +47,8 @@ func (s *Server) routes() *router {
 	rt.add("GET /admin/v1/accounts/{id}/api-keys", authAdmin, s.adminListKeys)
 	rt.add("POST /admin/v1/accounts/{id}/api-keys", authAdmin, s.adminCreateKey)
 	rt.add("DELETE /admin/v1/api-keys/{keyId}", authAdmin, s.adminRevokeKey)
+	rt.add("GET /admin/v1/stats", authAdmin, s.adminStats)   // extension: the operator view
+	rt.add("GET /admin/v1/events", authAdmin, s.adminEvents) // extension: events across accounts
 
 	rt.add("GET /debug/pprof/{name}", authAdmin, s.debugPprof)
 	return rt
