@@ -18,6 +18,8 @@ func (s *Server) routes() *router {
 	rt.add("GET /readyz", authNone, s.readyz)
 	rt.add("GET /metrics", authNone, s.metricsHandler)
 	rt.add("GET /v1/ws", authNone, s.upgrade).getOnly() // authenticates itself (PROTOCOL.md §1)
+	rt.add("GET /console", authNone, s.consolePage)     // the web console (engine/console)
+	rt.add("GET /console/{file}", authNone, s.consoleFile)
 
 	rt.add("POST /v1/inboxes", authAccount, s.createInbox)
 	rt.add("GET /v1/inboxes", authAccount, s.listInboxes)
