@@ -1,13 +1,13 @@
 // The operator view: GET /admin/v1/stats every 2 s (connections,
 // rates the server computes over a window, queues, overdue attempts,
 // connections per account) and GET /admin/v1/events?status=failed across
-// accounts every 5 s, while the view is visible.
+// accounts every 10 s, while the view is visible.
 
 import { $, h, fill, show, time, num, errorText } from './dom.js';
 import { Client } from './api.js';
 
 const STATS_EVERY_MS = 2000;
-const FAILED_EVERY_MS = 5000;
+const FAILED_EVERY_MS = 10_000;
 const ACCOUNTS_EVERY_MS = 30_000;
 const FAILED_PAGE = 20;
 
