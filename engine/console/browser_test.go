@@ -170,6 +170,21 @@ func TestConsole(t *testing.T) {
 	testserver.Tool(t, "/usr/share/nodejs/ws", "node-ws") // the snippet's `npm install ws`, from Debian
 	runSnippet(t, s, acc.Key, b.text("#snippet-node"), "listen.js", []string{"NODE_PATH=/usr/share/nodejs"}, node)
 
+	t.Log("sign out of both views: nothing of the account stays")
+	b.click("#signout")
+	b.visible("#input-admin", 5*time.Second)
+	b.click("#nav-account")
+	b.click("#signout")
+	b.visible("#input-key", 5*time.Second)
+	if left := eval[string](b, `document.getElementById('view-account').textContent + JSON.stringify(sessionStorage)`); strings.Contains(left, acc.Key) {
+		t.Fatal("the key is still in the page or the session storage after signing out")
+	}
+	testserver.WaitFor(t, 5*time.Second, "the tail's connection closes", func() bool {
+		var st statsAnswer
+		s.MustJSON("GET", "/admin/v1/stats", testserver.AdminToken, nil, http.StatusOK, &st)
+		return st.Connections.Registered == 0
+	})
+
 	if ex := b.exceptions(); len(ex) > 0 {
 		t.Fatalf("uncaught exceptions in the page: %q", ex)
 	}

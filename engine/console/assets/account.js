@@ -72,6 +72,8 @@ export class AccountView {
     if (sessionStorage.getItem(TAIL_KEY) === '1') this.tail.start();
   }
 
+  // destroy stops everything and empties the view: nothing of the
+  // account (the snippets hold its key) stays in the page.
   destroy() {
     this.abort.abort();
     this.tail.stop();
@@ -80,6 +82,10 @@ export class AccountView {
     this.detailSeq++;
     sessionStorage.removeItem(TAIL_KEY);
     sessionStorage.removeItem(LAST_KEY);
+    for (const id of ['inbox-list', 'send-inbox', 'send-result', 'tail-list', 'tail-error', 'events-list', 'events-total', 'detail', 'snippet-python', 'snippet-node']) {
+      fill($(id));
+    }
+    fill($('account-webhook'), '—');
   }
 
   // failed handles an API error of a background call: a rejected key

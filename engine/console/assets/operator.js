@@ -55,6 +55,7 @@ export class OperatorView {
   destroy() {
     this.setVisible(false);
     this.abort.abort();
+    for (const id of ['op-accounts-table', 'op-failed', 'op-failed-total', 'op-failed-page', 'op-accounts-more', 'op-updated']) fill($(id));
   }
 
   // loop runs fn now and then every ms after it finished, while visible;
