@@ -270,10 +270,24 @@ func TestListenExitsWhenRetryingCannotHelp(t *testing.T) {
 	}
 	f("bad key", listener.Config{Server: s.URL, Token: "om_" + strings.Repeat("0", 48)}, "4001")
 	f("unknown inbox", listener.Config{Server: s.URL, Token: acc.Key, Inboxes: []string{"inb_01M8C9RB9X5V865CKTKNCS7WF4"}}, "not found in this account")
-	held, _, err := websocket.DefaultDialer.Dial(s.WSURL, http.Header{"Authorization": {"Bearer " + acc.Key}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The account's one slot must be held's: the previous case's
+	// connection may still be closing, and then held is the one refused
+	// (its upgrade succeeds either way), so held answers a ping first.
+	var held *websocket.Conn
+	testserver.WaitFor(t, 10*time.Second, "a connection that holds the account's slot", func() bool {
+		c, _, err := websocket.DefaultDialer.Dial(s.WSURL, http.Header{"Authorization": {"Bearer " + acc.Key}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		var answer struct{ Type string }
+		if c.WriteJSON(map[string]string{"type": "ping"}) == nil && c.ReadJSON(&answer) == nil && answer.Type == "pong" {
+			held = c
+			return true
+		}
+		c.Close()
+		return false
+	})
 	f("too many connections", listener.Config{Server: s.URL, Token: acc.Key}, "4008")
 	held.Close()
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
