@@ -129,6 +129,7 @@ type Server struct {
 	router    *router
 	hub       *ws.Hub
 	throttle  *authThrottle
+	ops       rateWindow // readings for /admin/v1/stats rates
 
 	// handoff orders a connection's setup (done by nbhttp's accept
 	// goroutine) before its first read on the poller goroutine, in a way

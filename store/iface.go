@@ -106,6 +106,11 @@ type EventLog interface {
 	// on the storing path: it must not block or call back into the log.
 	OnStored(fn func([]Event))
 
+	// CountDue and ListAllEvents are the operator view's summaries (see
+	// stats.go): scans for operators, never for a hot path.
+	CountDue(dueMs, overdueMs int64) (DueCounts, error)
+	ListAllEvents(accountID string, f EventFilter, p Page) ([]AccountEvent, int, error)
+
 	// Ready loads a lease's state and event before its attempt (false:
 	// nothing to attempt; the lease is ended).
 	Ready(l *Lease) bool

@@ -328,6 +328,13 @@ func (d *DB) Submit(accountID, evtID string, change Change, done Recorded) {
 // InFlight implements Deliveries.
 func (d *DB) InFlight(evtID string) bool { return d.dl.flights.claimed(evtID) }
 
+// DeliveryStats implements Deliveries.
+func (d *DB) DeliveryStats() DeliveryStats {
+	dl := d.dl
+	return DeliveryStats{InFlight: dl.flights.len(), Backlog: len(dl.w.in), BacklogCap: cap(dl.w.in),
+		Stored: dl.m.stored.Get(), Expired: dl.m.swept.Get()}
+}
+
 // StableBound implements Deliveries.
 func (d *DB) StableBound(accountID string) string { return d.dl.flights.stableBound(accountID) }
 

@@ -392,6 +392,7 @@ mailwire is running (dev mode).
 
   API key:   %s%s
   Inbox:     %s  <%s>
+  Console:   %s/console  (sign in with the API key)
 
 Listen for events (in another terminal):
   ./bin/mailwire listen --server %s --token %s
@@ -399,7 +400,7 @@ Listen for events (in another terminal):
 Send a message over HTTP:
   curl -s -X POST %s/v1/inboxes/%s/inbound -H 'Authorization: Bearer %s' \
     -H 'Content-Type: application/json' -d '{"from":"you@example.com","subject":"Hello","text":"It works."}'
-`, key, keyNote, inboxID, addr, base, key, base, inboxID, key)
+`, key, keyNote, inboxID, addr, base, base, key, base, inboxID, key)
 	if smtpAddr != "" {
 		fmt.Fprintf(out, `
 Or over SMTP:
