@@ -26,6 +26,10 @@ type cluster struct {
 }
 
 func startCluster(t *testing.T, nodes int, mods ...func(*app.Config)) *cluster {
+	return startClusterB(t, nodes, mods...)
+}
+
+func startClusterB(t testing.TB, nodes int, mods ...func(*app.Config)) *cluster {
 	t.Helper()
 	c := &cluster{nats: testserver.NATS(t, 3)}
 	for range nodes {
@@ -240,4 +244,8 @@ func asClose(err error, ce **websocket.CloseError) bool {
 	e, ok := err.(*websocket.CloseError)
 	*ce = e
 	return ok
+}
+
+func jsonID(b []byte, out *struct{ EventID string }) bool {
+	return json.Unmarshal(b, out) == nil && out.EventID != ""
 }

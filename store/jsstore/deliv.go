@@ -34,7 +34,7 @@ type deliveries struct {
 	ccs     []jetstream.ConsumeContext
 	cons    []jetstream.Consumer
 
-	leased sync.Map // event id -> struct{}: a lease of it is out on this node
+	leased sync.Map // event id -> jetstream.Msg: a lease of it is out on this node
 
 	// outbox guards the record workers' queue against its end.
 	outbox struct {
@@ -69,6 +69,7 @@ func newDeliveries(s *Store) *deliveries {
 	d.m.deferred = s.m.set.NewCounter("mailwire_delivery_deferred_total")
 	d.m.recorded = s.m.set.NewCounter("mailwire_cluster_outcomes_recorded_total")
 	d.m.failed = s.m.set.NewCounter("mailwire_cluster_outcomes_failed_total")
+	go d.beat()
 	for range recordWorkers {
 		d.workWG.Add(1)
 		go func() {
@@ -79,6 +80,25 @@ func newDeliveries(s *Store) *deliveries {
 		}()
 	}
 	return d
+}
+
+// beat tells JetStream, every leaseBeat, that the node still works on
+// each lease it holds (the attempt may be a held push or a slow webhook):
+// a live node's lease never expires, a dead node's expires after ackWait.
+func (d *deliveries) beat() {
+	t := time.NewTicker(leaseBeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		d.leased.Range(func(_, v any) bool {
+			_ = v.(jetstream.Msg).InProgress()
+			return d.s.ctx.Err() == nil
+		})
+	}
 }
 
 // StartDeliveries implements store.Deliveries.
@@ -197,7 +217,7 @@ func (d *deliveries) hand(l *store.Lease) {
 		_ = tok.msg.Nak()
 		return
 	}
-	d.leased.Store(l.EventID, struct{}{})
+	d.leased.Store(l.EventID, tok.msg)
 	if !(*fn)(l) {
 		d.leased.Delete(l.EventID)
 		d.m.deferred.Inc()
@@ -220,7 +240,8 @@ func (d *deliveries) onFirst(m jetstream.Msg) {
 		_ = m.Term()
 		return
 	}
-	ev.Head, ev.Tail = splitPayload(h, m.Data())
+	payload, _ := splitRecord(h, m.Data())
+	ev.Head, ev.Tail = splitPayload(h, payload)
 	st := d.s.initialState(ev.ID, ev.InboxID, ev.Type)
 	if time.Duration(d.firstDelay.Load()) > 0 {
 		// The first attempt is due later: it becomes a schedule.

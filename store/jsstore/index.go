@@ -21,30 +21,29 @@ import (
 
 // Headers of an event record in streamEvents.
 const (
-	hAccount  = "Mw-Acc"
-	hInbox    = "Mw-Inbox"
-	hType     = "Mw-Type"
-	hMessage  = "Mw-Msg"
-	hMsgSeq   = "Mw-Msg-Seq" // the message record's sequence in streamMessages
-	hRFCID    = "Mw-Rfc-Id"  // the message's RFC 5322 Message-ID (threading)
-	hThread   = "Mw-Thread"
-	hHeadLen  = "Mw-Head-Len" // the body is the payload's head then its tail
-	hEvent    = "Mw-Evt"
-	hDue      = "Mw-Due" // a due message's time (Unix ms)
-	hMsgID    = "Nats-Msg-Id"
-	hSequence = "Nats-Sequence"
+	hAccount    = "Mw-Acc"
+	hInbox      = "Mw-Inbox"
+	hType       = "Mw-Type"
+	hMessage    = "Mw-Msg"
+	hRFCID      = "Mw-Rfc-Id" // the message's RFC 5322 Message-ID (threading)
+	hThread     = "Mw-Thread"
+	hHeadLen    = "Mw-Head-Len"    // the body is the payload's head, its tail, then the message record
+	hPayloadLen = "Mw-Payload-Len" // head and tail together
+	hEvent      = "Mw-Evt"
+	hDue        = "Mw-Due" // a due message's time (Unix ms)
+	hMsgID      = "Nats-Msg-Id"
+	hSequence   = "Nats-Sequence"
 )
 
 // entry is one event in the node's index of the log.
 type entry struct {
-	seq    uint64
-	id     string
-	acc    string
-	inbox  string
-	typ    string
-	msg    string
-	msgSeq uint64
-	blobs  []int // the message record's parts kept as blobs
+	seq   uint64
+	id    string
+	acc   string
+	inbox string
+	typ   string
+	msg   string
+	blobs []int // the message record's parts kept as blobs
 }
 
 // index is the node's in-memory index of the event log, built by an
@@ -223,7 +222,6 @@ func (x *index) in(s string) string {
 func (x *index) add(seq uint64, h nats.Header, data []byte) (store.Event, bool) {
 	id := h.Get(hMsgID)
 	e := &entry{seq: seq, id: id, msg: h.Get(hMessage)}
-	e.msgSeq, _ = strconv.ParseUint(h.Get(hMsgSeq), 10, 64)
 	if b := h.Get(hBlobs); b != "" {
 		for _, f := range strings.Split(b, ",") {
 			if n, err := strconv.Atoi(f); err == nil {
@@ -253,18 +251,31 @@ func (x *index) add(seq uint64, h nats.Header, data []byte) (store.Event, bool) 
 		return store.Event{}, false
 	}
 	ev := store.Event{ID: id, AccountID: e.acc, InboxID: e.inbox, Type: e.typ, MessageID: e.msg}
-	ev.Head, ev.Tail = splitPayload(h, data)
-	x.payloads.put(id, data)
+	payload, _ := splitRecord(h, data)
+	// A copy: the record after it (raw bytes, attachments) is not kept.
+	payload = append([]byte(nil), payload...)
+	ev.Head, ev.Tail = splitPayload(h, payload)
+	x.payloads.put(id, payload)
 	return ev, true
 }
 
-// splitPayload splits a record's body into the payload's head and tail.
-func splitPayload(h nats.Header, data []byte) (head, tail []byte) {
-	n, err := strconv.Atoi(h.Get(hHeadLen))
+// splitRecord splits an event message's body into the payload and the
+// message record after it.
+func splitRecord(h nats.Header, data []byte) (payload, rec []byte) {
+	n, err := strconv.Atoi(h.Get(hPayloadLen))
 	if err != nil || n < 0 || n > len(data) {
 		return data, nil
 	}
 	return data[:n:n], data[n:]
+}
+
+// splitPayload splits a payload into its head and tail.
+func splitPayload(h nats.Header, payload []byte) (head, tail []byte) {
+	n, err := strconv.Atoi(h.Get(hHeadLen))
+	if err != nil || n < 0 || n > len(payload) {
+		return payload, nil
+	}
+	return payload[:n:n], payload[n:]
 }
 
 // dropInbox forgets a deleted inbox's events and messages.

@@ -19,7 +19,8 @@ import (
 	"github.com/mailwire/mailwire/store"
 )
 
-// A message record (streamMessages) is its parts in order: the message
+// A message record (after the payload in an event's body) is its parts
+// in order: the message
 // (JSON), the raw bytes, then each attachment. Each part is a kind byte
 // (partInline, partBlob), a uvarint length and, inline, the bytes; a blob
 // part's bytes are the object blobName(message id, part) in bucketBlobs.
@@ -31,20 +32,20 @@ const (
 func blobName(msgID string, part int) string { return msgID + "." + strconv.Itoa(part) }
 
 // encodeRecord lays the parts out, moving the largest to blobs until the
-// record fits in inlineMax.
-func encodeRecord(parts [][]byte) (rec []byte, blobs []int) {
+// record fits in limit bytes.
+func encodeRecord(parts [][]byte, limit int) (rec []byte, blobs []int) {
 	total := 0
 	for _, p := range parts {
 		total += len(p) + binary.MaxVarintLen64 + 1
 	}
-	if total > inlineMax {
+	if total > limit {
 		order := make([]int, len(parts))
 		for i := range order {
 			order[i] = i
 		}
 		slices.SortFunc(order, func(a, b int) int { return len(parts[b]) - len(parts[a]) })
 		for _, i := range order {
-			if total <= inlineMax {
+			if total <= limit {
 				break
 			}
 			blobs = append(blobs, i)
@@ -168,18 +169,16 @@ func (s *Store) appendOne(it *store.Inbound) error {
 		return fmt.Errorf("cannot encode message: %w", err)
 	}
 	parts := append([][]byte{msgJSON, it.Raw}, it.Attachments...)
-	rec, blobs := encodeRecord(parts)
+	// The record shares the event's NATS message with the payload.
+	payloadLen := len(it.Event.Head) + len(it.Event.Tail)
+	rec, blobs := encodeRecord(parts, min(recordInlineMax, s.maxPayload-payloadLen-8<<10))
+	if payloadLen+len(rec)+4096 > s.maxPayload {
+		return fmt.Errorf("message of %d parts does not fit NATS's max_payload (%d) with its event: lower --max-event-bytes or --max-mime-parts", len(parts), s.maxPayload)
+	}
 	for _, i := range blobs {
 		if _, err := s.blobs.PutBytes(ctx, blobName(m.ID, i), parts[i]); err != nil {
 			return s.unavailable("store a message part", err)
 		}
-	}
-	mm := nats.NewMsg(subjMessage + "." + m.AccountID + "." + m.InboxID)
-	mm.Header.Set(hMessage, m.ID)
-	mm.Data = rec
-	mack, err := s.publish(ctx, mm, m.ID)
-	if err != nil {
-		return err
 	}
 	ev := &it.Event
 	em := nats.NewMsg(subjEvent + "." + ev.AccountID + "." + ev.InboxID)
@@ -187,7 +186,6 @@ func (s *Store) appendOne(it *store.Inbound) error {
 	em.Header.Set(hInbox, ev.InboxID)
 	em.Header.Set(hType, ev.Type)
 	em.Header.Set(hMessage, ev.MessageID)
-	em.Header.Set(hMsgSeq, strconv.FormatUint(mack.Sequence, 10))
 	if len(blobs) > 0 {
 		em.Header.Set(hBlobs, joinInts(blobs))
 	}
@@ -196,7 +194,10 @@ func (s *Store) appendOne(it *store.Inbound) error {
 		em.Header.Set(hThread, m.ThreadID)
 	}
 	em.Header.Set(hHeadLen, strconv.Itoa(len(ev.Head)))
-	em.Data = append(append(make([]byte, 0, len(ev.Head)+len(ev.Tail)), ev.Head...), ev.Tail...)
+	em.Header.Set(hPayloadLen, strconv.Itoa(len(ev.Head)+len(ev.Tail)))
+	body := make([]byte, 0, len(ev.Head)+len(ev.Tail)+len(rec))
+	body = append(append(append(body, ev.Head...), ev.Tail...), rec...)
+	em.Data = body
 	eack, err := s.publish(ctx, em, ev.ID)
 	if err != nil {
 		return err
@@ -316,16 +317,17 @@ func (s *Store) leaderGet(ctx context.Context, stream string, seq uint64) (rawMs
 	return rawMsg{header: h, data: resp.Message.Data}, nil
 }
 
-// record reads a message record's parts.
+// record reads a message record's parts (from its event's message).
 func (s *Store) record(e entry) ([]recordPart, error) {
-	m, err := s.getMsg(s.msgs, streamMessages, e.msgSeq)
+	m, err := s.getMsg(s.events, streamEvents, e.seq)
 	if err != nil {
 		return nil, err
 	}
-	if m.header.Get(hMessage) != e.msg {
-		return nil, store.ErrNotFound // purged, the sequence reused by nothing
+	if m.header.Get(hMsgID) != e.id {
+		return nil, store.ErrNotFound // purged
 	}
-	return decodeRecord(m.data)
+	_, rec := splitRecord(m.header, m.data)
+	return decodeRecord(rec)
 }
 
 // part returns a record part's bytes, reading its blob when it is one.
@@ -469,7 +471,8 @@ func (s *Store) eventOf(e entry) (store.Event, error) {
 	if m.header.Get(hMsgID) != e.id {
 		return store.Event{}, store.ErrNotFound
 	}
-	ev.Head, ev.Tail = splitPayload(m.header, m.data)
+	payload, _ := splitRecord(m.header, m.data)
+	ev.Head, ev.Tail = splitPayload(m.header, payload)
 	return ev, nil
 }
 
@@ -631,9 +634,6 @@ func (s *Store) DeleteInbox(accountID, id string) ([]string, error) {
 	_ = s.dir.del(kMailbox + hexString(in.MailboxName))
 	if err := s.events.Purge(ctx, jetstream.WithPurgeSubject(subjEvent+"."+accountID+"."+id)); err != nil {
 		return nil, fmt.Errorf("cannot delete inbox events: %w", s.unavailable("purge", err))
-	}
-	if err := s.msgs.Purge(ctx, jetstream.WithPurgeSubject(subjMessage+"."+accountID+"."+id)); err != nil {
-		return nil, fmt.Errorf("cannot delete inbox messages: %w", s.unavailable("purge", err))
 	}
 	if st, err := s.js.Stream(ctx, "KV_"+bucketIdem); err == nil {
 		_ = st.Purge(ctx, jetstream.WithPurgeSubject("$KV."+bucketIdem+"."+id+".>"))

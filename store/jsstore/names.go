@@ -10,17 +10,15 @@ const (
 	// streamEvents is the event log: one message per event, subject
 	// subjEvent.<account>.<inbox>, Nats-Msg-Id = the event id (a retried
 	// publish is stored once). Headers carry the ids; the body is the
-	// rendered payload (head and tail, at most --max-event-bytes). The
-	// stream sequence is the log's order: replay and the pull API read
-	// an account's events in it.
+	// rendered payload (head and tail, at most --max-event-bytes) followed
+	// by the message record (the parsed message, its raw bytes and
+	// attachments; parts that would make the record longer than
+	// recordInlineMax are in the blob object store, written first). One
+	// publish per message: the 202/250 waits for its PubAck. The stream
+	// sequence is the log's order: replay and the pull API read an
+	// account's events in it.
 	streamEvents = "MW_EVENTS"
 	subjEvent    = "mw.evt"
-	// streamMessages holds the parsed messages with their raw bytes and
-	// attachments (inline when the record fits a NATS message, else in
-	// the blob object store), subject subjMessage.<account>.<inbox>,
-	// Nats-Msg-Id = the message id. Written before the message's event.
-	streamMessages = "MW_MSGS"
-	subjMessage    = "mw.msg"
 	// streamDue is the retry timer wheel: a schedule message per event
 	// with a next attempt (subject subjSched.<event>, latest wins) fires
 	// a due message (subjDue.<event>) at its time; a work queue: a due
@@ -81,10 +79,13 @@ const (
 	// nodeBeat and nodeTTL: membership refresh and expiry.
 	nodeBeat = 2 * time.Second
 	nodeTTL  = 8 * time.Second
-	// ackWaitFirst and ackWaitDue: a lease not recorded within this is
-	// handed to another node (the node died). Above the longest attempt:
-	// the webhook timeout (15 s default) plus a held push.
-	ackWait = 45 * time.Second
+	// ackWait: a lease neither recorded nor kept alive within this is
+	// handed to another node (its node died, or lost NATS). The holder
+	// sends InProgress every leaseBeat while the attempt runs (a webhook
+	// may take --webhook-timeout), so ackWait bounds how late a dead
+	// node's attempts are taken over, not how long an attempt may take.
+	ackWait   = 10 * time.Second
+	leaseBeat = 3 * time.Second
 	// maxLeases bounds the leases out at once over the cluster, per
 	// durable consumer.
 	maxLeases = 20000
@@ -98,10 +99,11 @@ const (
 	// event before it answers a report, and how long the owner waits for
 	// the answers.
 	reportWait = 5 * time.Second
-	// inlineMax is the largest message record stored in one NATS message;
-	// larger parts go to the object store (the server's max_payload,
-	// 1 MiB by default, minus room for headers).
-	inlineMax = 896 << 10
+	// recordInlineMax bounds the message record kept in an event's
+	// message (every node's fan-out reads it): larger parts go to the
+	// object store, so most mail is one publish and large mail does not
+	// travel to every node.
+	recordInlineMax = 128 << 10
 	// catchUpWait bounds waiting for the local index to reach the log's
 	// end when an id is not in it yet (read-your-writes across nodes).
 	catchUpWait = 5 * time.Second

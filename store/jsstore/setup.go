@@ -33,11 +33,6 @@ func (s *Store) setup() error {
 		MaxAge: age, Duplicates: dedupWindow, AllowDirect: true, Discard: jetstream.DiscardOld}); err != nil {
 		return fmt.Errorf("cannot set up stream %s: %w", streamEvents, err)
 	}
-	if s.msgs, err = stream(jetstream.StreamConfig{Name: streamMessages, Subjects: []string{subjMessage + ".>"},
-		MaxAge: age, Duplicates: dedupWindow, AllowDirect: true, Discard: jetstream.DiscardOld,
-		MaxMsgSize: int32(s.maxPayload)}); err != nil {
-		return fmt.Errorf("cannot set up stream %s: %w", streamMessages, err)
-	}
 	if s.due, err = stream(jetstream.StreamConfig{Name: streamDue, Subjects: []string{subjSched + ".>", subjDue + ".>"},
 		Retention: jetstream.WorkQueuePolicy, AllowMsgSchedules: true}); err != nil {
 		return fmt.Errorf("cannot set up stream %s: %w", streamDue, err)

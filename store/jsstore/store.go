@@ -45,10 +45,10 @@ type Store struct {
 	nc   *nats.Conn
 	js   jetstream.JetStream
 
-	events, msgs, due jetstream.Stream
-	dirKV, stateKV    jetstream.KeyValue
-	idemKV, nodesKV   jetstream.KeyValue
-	blobs             jetstream.ObjectStore
+	events, due     jetstream.Stream
+	dirKV, stateKV  jetstream.KeyValue
+	idemKV, nodesKV jetstream.KeyValue
+	blobs           jetstream.ObjectStore
 
 	maxEventBytes int
 	maxPayload    int

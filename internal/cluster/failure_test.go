@@ -1,0 +1,203 @@
+package cluster_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"net"
+	"net/http"
+	"net/smtp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mailwire/mailwire/internal/app"
+	"github.com/mailwire/mailwire/internal/testserver"
+)
+
+// All of NATS unreachable: ingest is refused (HTTP 503, SMTP 451) and
+// never acknowledged, sockets and reads stay up, /readyz says why; once
+// NATS is back the node takes mail again by itself and delivers it.
+func TestNATSOutageRefusesIngestAndRecovers(t *testing.T) {
+	c := startCluster(t, 2, func(cfg *app.Config) { cfg.SMTPAddr = "127.0.0.1:0" })
+	a, b := c.nodes[0], c.nodes[1]
+	acc := a.NewAccount("acme")
+	inbox := a.NewInbox(acc.Key, "agent")
+	w := dial(t, b, acc.Key)
+	w.subscribe(nil)
+	before := a.Inbound(acc.Key, inbox, "before")
+	if got := w.event(); got != before {
+		t.Fatalf("got %s, want %s", got, before)
+	}
+	for i := range c.nats.Size() {
+		c.nats.Stop(i)
+	}
+	testserver.WaitFor(t, 10*time.Second, "ingest refused with 503", func() bool {
+		st, _, h := a.Do("POST", "/v1/inboxes/"+inbox+"/inbound", acc.Key, map[string]string{"from": "x@example.com", "subject": "during", "text": "t"})
+		return st == http.StatusServiceUnavailable && h.Get("Retry-After") != ""
+	})
+	err := smtp.SendMail(a.SMTPAddr(), nil, "x@example.com", []string{"agent@mail.test"}, []byte("Subject: during\r\n\r\nbody\r\n"))
+	if err == nil || !strings.Contains(err.Error(), "451") {
+		t.Fatalf("SMTP during the outage: %v, want 451", err)
+	}
+	if st, body, _ := a.Do("GET", "/readyz", "", nil); st != http.StatusServiceUnavailable || !bytes.Contains(body, []byte("store_unavailable")) {
+		t.Fatalf("/readyz during the outage: %d %s", st, body)
+	}
+	if st, _, _ := a.Do("GET", "/v1/inboxes", acc.Key, nil); st != http.StatusOK {
+		t.Fatalf("reads during the outage: %d", st)
+	}
+	w.send(map[string]any{"type": "ping"})
+	if f := w.read(); f["type"] != "pong" {
+		t.Fatalf("the socket during the outage: %v", f)
+	}
+	for i := range c.nats.Size() {
+		if err := c.nats.Restart(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var after string
+	testserver.WaitFor(t, 30*time.Second, "ingest back", func() bool {
+		st, body, _ := a.Do("POST", "/v1/inboxes/"+inbox+"/inbound", acc.Key, map[string]string{"from": "x@example.com", "subject": "after", "text": "t"})
+		if st == http.StatusAccepted {
+			after = string(body)
+		}
+		return st == http.StatusAccepted
+	})
+	id := w.event()
+	if !strings.Contains(after, id) {
+		t.Fatalf("after the outage the socket got %s, the inbound answered %s", id, after)
+	}
+	testserver.WaitFor(t, 10*time.Second, "ready again", func() bool {
+		st, _, _ := a.Do("GET", "/readyz", "", nil)
+		return st == http.StatusOK
+	})
+}
+
+// One NATS server of three stopped under load: every acknowledged
+// message is stored and delivered.
+func TestNATSServerLossUnderLoadLosesNothing(t *testing.T) {
+	c := startCluster(t, 2)
+	a, b := c.nodes[0], c.nodes[1]
+	acc := a.NewAccount("acme")
+	inbox := a.NewInbox(acc.Key, "agent")
+	w := dial(t, b, acc.Key)
+	w.subscribe(nil)
+	var mu sync.Mutex
+	acked := map[string]bool{}
+	var refused atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n := []*testserver.Server{a, b}[g%2]
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				var out struct{ EventID string }
+				st, body, _ := n.Do("POST", "/v1/inboxes/"+inbox+"/inbound", acc.Key, map[string]string{"from": "x@example.com", "subject": "load", "text": "t"})
+				if st == http.StatusAccepted && jsonID(body, &out) {
+					mu.Lock()
+					acked[out.EventID] = true
+					mu.Unlock()
+				} else {
+					refused.Add(1)
+				}
+			}
+		}()
+	}
+	count := func() int { mu.Lock(); defer mu.Unlock(); return len(acked) }
+	testserver.WaitFor(t, 20*time.Second, "load running", func() bool { return count() >= 50 })
+	c.nats.Stop(1)
+	n0 := count()
+	testserver.WaitFor(t, 30*time.Second, "load going on with two servers", func() bool { return count() >= n0+100 })
+	close(stop)
+	wg.Wait()
+	got := map[string]bool{}
+	for len(got) < count() {
+		got[w.event()] = true
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for id := range acked {
+		if !got[id] {
+			t.Errorf("acknowledged event %s never reached the socket", id)
+		}
+	}
+	t.Logf("%d acknowledged, %d refused or failed while a server was lost", len(acked), refused.Load())
+}
+
+// A message larger than a NATS message (its raw bytes and attachment go
+// to the object store) is stored, delivered and read back whole on
+// another node.
+func TestLargeMessageAcrossNodes(t *testing.T) {
+	c := startCluster(t, 2)
+	a, b := c.nodes[0], c.nodes[1]
+	acc := a.NewAccount("acme")
+	inbox := a.NewInbox(acc.Key, "agent")
+	blob := make([]byte, 3<<20)
+	_, _ = rand.Read(blob)
+	var r struct{ MessageID, EventID string }
+	a.MustJSON("POST", "/v1/inboxes/"+inbox+"/inbound", acc.Key, map[string]any{"from": "x@example.com", "subject": "big", "text": strings.Repeat("long body ", 200_000),
+		"attachments": []map[string]string{{"filename": "blob.bin", "contentType": "application/octet-stream", "contentBase64": base64.StdEncoding.EncodeToString(blob)}}},
+		http.StatusAccepted, &r)
+	st, got, _ := b.Do("GET", "/v1/attachments/"+r.MessageID+"/blob.bin", acc.Key, nil)
+	if st != http.StatusOK || !bytes.Equal(got, blob) {
+		t.Fatalf("attachment through node B: %d, %d bytes (want %d, equal)", st, len(got), len(blob))
+	}
+	st, raw, _ := b.Do("GET", "/v1/messages/"+r.MessageID+"/raw", acc.Key, nil)
+	if st != http.StatusOK || len(raw) < 4<<20 {
+		t.Fatalf("raw through node B: %d, %d bytes", st, len(raw))
+	}
+	var m struct{ BodyText string }
+	b.MustJSON("GET", "/v1/messages/"+r.MessageID, acc.Key, nil, http.StatusOK, &m)
+	if len(m.BodyText) < 2_000_000 {
+		t.Fatalf("body through node B: %d bytes", len(m.BodyText))
+	}
+}
+
+// An inbox deleted through one node is gone from every node: its
+// messages and events, and its address.
+func TestInboxDeletionReachesEveryNode(t *testing.T) {
+	c := startCluster(t, 2)
+	a, b := c.nodes[0], c.nodes[1]
+	acc := a.NewAccount("acme")
+	inbox := a.NewInbox(acc.Key, "agent")
+	evt := a.Inbound(acc.Key, inbox, "doomed")
+	b.MustJSON("GET", "/v1/events/"+evt, acc.Key, nil, http.StatusOK, nil)
+	a.MustJSON("DELETE", "/v1/inboxes/"+inbox, acc.Key, nil, http.StatusNoContent, nil)
+	testserver.WaitFor(t, 2*time.Second, "gone on node B", func() bool {
+		st, _, _ := b.Do("GET", "/v1/events/"+evt, acc.Key, nil)
+		st2, _, _ := b.Do("GET", "/v1/inboxes/"+inbox, acc.Key, nil)
+		return st == http.StatusNotFound && st2 == http.StatusNotFound
+	})
+	// The address is free again, on any node.
+	b.NewInbox(acc.Key, "agent")
+}
+
+// A node started against an unreachable NATS fails at once with a clear
+// error.
+func TestStartWithoutNATSFails(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "nats://" + ln.Addr().String()
+	ln.Close()
+	cfg := testserver.DefaultConfig(t.TempDir())
+	cfg.NATS = app.NATSConfig{URL: url, Node: "lonely", Replicas: 1}
+	start := time.Now()
+	_, err = app.Start(cfg)
+	if err == nil || !strings.Contains(err.Error(), "cannot connect to NATS") {
+		t.Fatalf("start against no NATS: %v", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("failing took %s", d)
+	}
+}
