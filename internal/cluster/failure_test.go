@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/smtp"
 	"strings"
 	"sync"
@@ -199,5 +200,37 @@ func TestStartWithoutNATSFails(t *testing.T) {
 	}
 	if d := time.Since(start); d > 10*time.Second {
 		t.Fatalf("failing took %s", d)
+	}
+}
+
+// A webhook attempt that runs longer than the lease's ackWait is not taken
+// over by another node: the holder keeps its lease alive while the attempt
+// runs, so the endpoint gets one request, not one per node.
+func TestSlowAttemptKeepsItsLease(t *testing.T) {
+	var hits atomic.Int32
+	release := make(chan struct{})
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		select { // a slow endpoint: answers after the lease's ackWait
+		case <-time.After(12 * time.Second):
+		case <-release:
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer recv.Close()
+	defer close(release)
+	c := startCluster(t, 3, func(cfg *app.Config) { cfg.WebhookTimeout = 20 * time.Second })
+	a := c.nodes[0]
+	acc := a.NewAccount("acme")
+	inbox := a.NewInbox(acc.Key, "agent")
+	a.MustJSON("PUT", "/v1/webhook", acc.Key, map[string]string{"url": recv.URL}, http.StatusOK, nil)
+	evt := c.nodes[1].Inbound(acc.Key, inbox, "slow hook")
+	testserver.WaitFor(t, 30*time.Second, "delivered", func() bool { return a.EventStatus(acc.Key, evt) == "delivered" })
+	if n := hits.Load(); n != 1 {
+		t.Fatalf("the webhook got %d requests for one attempt, want 1", n)
+	}
+	v := eventOf(t, c.nodes[2], acc.Key, evt)
+	if len(v.Attempts) != 1 || !v.Attempts[0].OK {
+		t.Fatalf("attempts %+v", v.Attempts)
 	}
 }
