@@ -6,7 +6,7 @@ BIN     := bin
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: build run test vet fmt bench bench-long fuzz console-screenshots clean
+.PHONY: build run cluster test vet fmt bench bench-long fuzz console-screenshots clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/mailwire ./cmd/mailwire
@@ -14,6 +14,11 @@ build:
 
 run: build
 	$(BIN)/mailwire serve --dev
+
+# A local cluster: three NATS JetStream servers and three mailwire nodes
+# (docs/CLUSTER.md). Ctrl-C stops them all.
+cluster: build
+	GO=$(GO) scripts/cluster
 
 # The independent clients the tests drive (Python websockets, swaks,
 # smtp-source, promtool, chromium) are installed first if missing.

@@ -114,6 +114,9 @@ func (s *Store) connect() error {
 		nats.MaxPingsOutstanding(2),
 		nats.Timeout(5 * time.Second),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if s.closed.Load() {
+				return // Close drains the connection
+			}
 			s.log.Warn("lost the NATS connection: ingest is refused until it is back", "error", err)
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
