@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/base64"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -233,4 +234,135 @@ func TestSlowAttemptKeepsItsLease(t *testing.T) {
 	if len(v.Attempts) != 1 || !v.Attempts[0].OK {
 		t.Fatalf("attempts %+v", v.Attempts)
 	}
+}
+
+// proxy forwards TCP connections to target until cut; restore listens
+// again on the same address.
+type proxy struct {
+	t      *testing.T
+	target string
+	addr   string
+	mu     sync.Mutex
+	ln     net.Listener
+	conns  []net.Conn
+}
+
+func newProxy(t *testing.T, target string) *proxy {
+	p := &proxy{t: t, target: target}
+	p.listen("127.0.0.1:0")
+	t.Cleanup(p.cut)
+	return p
+}
+
+func (p *proxy) listen(addr string) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.mu.Lock()
+	p.ln, p.addr = ln, ln.Addr().String()
+	p.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", p.target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, u)
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(u, c); u.Close() }()
+			go func() { _, _ = io.Copy(c, u); c.Close() }()
+		}
+	}()
+}
+
+// cut closes the listener and every connection through it.
+func (p *proxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		p.ln.Close()
+		p.ln = nil
+	}
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+func (p *proxy) restore() { p.listen(p.addr) }
+
+// A node cut off from NATS while the rest of the cluster runs: its
+// ingest refuses (503), its sockets stay up; the owner of an event's
+// attempt gets no answer from it and falls back to the webhook; once the
+// node is back it takes mail again and its sockets get events again.
+func TestNodeCutFromNATS(t *testing.T) {
+	var hooks atomic.Int32
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hooks.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer recv.Close()
+	c := startCluster(t, 1)
+	a := c.nodes[0]
+	var proxies []*proxy
+	var urls []string
+	for i := range c.nats.Size() {
+		p := newProxy(t, strings.TrimPrefix(c.nats.ServerURL(i), "nats://"))
+		proxies = append(proxies, p)
+		urls = append(urls, "nats://"+p.addr)
+	}
+	b := testserver.Start(t, func(cfg *app.Config) {
+		cfg.NATS = app.NATSConfig{URL: strings.Join(urls, ","), Node: "cut-node", Replicas: c.nats.Size()}
+	})
+	acc := a.NewAccount("acme")
+	inbox := a.NewInbox(acc.Key, "agent")
+	a.MustJSON("PUT", "/v1/webhook", acc.Key, map[string]string{"url": recv.URL}, http.StatusOK, nil)
+	testserver.WaitFor(t, 10*time.Second, "b sees the account", func() bool {
+		st, _, _ := b.Do("GET", "/v1/inboxes/"+inbox, acc.Key, nil)
+		return st == http.StatusOK
+	})
+	w := dial(t, b, acc.Key)
+	w.subscribe(nil)
+	first := a.Inbound(acc.Key, inbox, "before the cut")
+	if got := w.event(); got != first {
+		t.Fatalf("got %s, want %s", got, first)
+	}
+
+	for _, p := range proxies {
+		p.cut()
+	}
+	testserver.WaitFor(t, 20*time.Second, "b not ready", func() bool {
+		st, _, _ := b.Do("GET", "/readyz", "", nil)
+		return st == http.StatusServiceUnavailable
+	})
+	if st, body, _ := b.Do("POST", "/v1/inboxes/"+inbox+"/inbound", acc.Key, map[string]string{"from": "x@example.com", "subject": "cut", "text": "t"}); st != http.StatusServiceUnavailable {
+		t.Fatalf("ingest on a node cut from NATS: %d %s, want 503", st, body)
+	}
+	during := a.Inbound(acc.Key, inbox, "during the cut")
+	testserver.WaitFor(t, 30*time.Second, "delivered by webhook", func() bool {
+		v := eventOf(t, a, acc.Key, during)
+		return v.Status == "delivered" && v.DeliveredVia != nil && *v.DeliveredVia == "webhook"
+	})
+
+	for _, p := range proxies {
+		p.restore()
+	}
+	testserver.WaitFor(t, 30*time.Second, "b ready again", func() bool {
+		st, _, _ := b.Do("GET", "/readyz", "", nil)
+		return st == http.StatusOK
+	})
+	after := b.Inbound(acc.Key, inbox, "after the cut")
+	for {
+		if id := w.event(); id == after {
+			break // the socket on b survived the cut and gets events again
+		}
+	}
+	testserver.WaitFor(t, 20*time.Second, "delivered", func() bool { return a.EventStatus(acc.Key, after) == "delivered" })
 }

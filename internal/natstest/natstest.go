@@ -52,7 +52,10 @@ func Start(dir string, n int) (*Cluster, error) {
 			NoSigs:     true,
 		}
 		if n > 1 {
-			o.Cluster = server.ClusterOpts{Name: "mw", Host: "127.0.0.1", Port: ports[n+i]}
+			// NoAdvertise: a client knows only the URLs it was given, so a
+			// test can cut one client off (a proxy) without it finding
+			// the servers by their advertised addresses.
+			o.Cluster = server.ClusterOpts{Name: "mw", Host: "127.0.0.1", Port: ports[n+i], NoAdvertise: true}
 			o.Routes = routes
 		}
 		c.opts = append(c.opts, o)
