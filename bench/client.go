@@ -36,6 +36,9 @@ type PoolConfig struct {
 	// URL is the server's base URL (http://host:port); the pool dials
 	// host:port and upgrades GET /v1/ws. Required.
 	URL string `json:"url"`
+	// MoreURLs are other nodes of the same cluster: connections are
+	// spread over URL and these in turn (reconnections move on too).
+	MoreURLs []string `json:"more_urls,omitempty"`
 	// Sources are the local addresses connections are made from, in
 	// turn (each 127.x.y.z offers ~28k ports). Default 127.0.0.1.
 	Sources []netip.Addr `json:"sources,omitempty"`
@@ -90,7 +93,8 @@ func (c *PoolConfig) setDefaults() {
 // mutex; counters are atomics.
 type Pool struct {
 	cfg     PoolConfig
-	addr    string // host:port dialed, and the Host header
+	addrs   []string // host:port dialed in turn, and the Host header
+	node    atomic.Uint32
 	eng     *nbio.Engine
 	clients []*client
 	queue   chan *client // subscribers waiting for a dial; each at most once
@@ -171,13 +175,17 @@ type session struct {
 // NewPool starts a pool's engine; Add gives it subscribers.
 func NewPool(cfg PoolConfig) (*Pool, error) {
 	cfg.setDefaults()
-	u, err := url.Parse(cfg.URL)
-	if err != nil || u.Host == "" {
-		return nil, fmt.Errorf("cannot use server URL %q: want http://host:port", cfg.URL)
+	var addrs []string
+	for _, raw := range append([]string{cfg.URL}, cfg.MoreURLs...) {
+		u, err := url.Parse(raw)
+		if err != nil || u.Host == "" {
+			return nil, fmt.Errorf("cannot use server URL %q: want http://host:port", raw)
+		}
+		addrs = append(addrs, u.Host)
 	}
 	p := &Pool{
 		cfg:     cfg,
-		addr:    u.Host,
+		addrs:   addrs,
 		lat:     newRecorder(2),
 		latSent: newRecorder(2),
 		connLat: newRecorder(2),
@@ -303,9 +311,10 @@ func (p *Pool) pace() bool {
 func (p *Pool) dial(c *client) {
 	src := p.cfg.Sources[int(p.src.Add(1))%len(p.cfg.Sources)]
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: src.AsSlice()}, Timeout: p.cfg.DialTimeout}
+	addr := p.addrs[int(p.node.Add(1))%len(p.addrs)]
 	start := time.Now().UnixNano()
 	p.n.dials.Add(1)
-	conn, err := d.Dial("tcp", p.addr)
+	conn, err := d.Dial("tcp", addr)
 	if err != nil {
 		p.n.dialErrors.Add(1)
 		p.attemptFailed("dial: " + errText(err))
@@ -331,7 +340,7 @@ func (p *Pool) dial(c *client) {
 		return
 	}
 	var buf [512]byte
-	if _, err := nc.Write(appendHandshake(buf[:0], p.addr, "/v1/ws", c.spec.Key)); err != nil {
+	if _, err := nc.Write(appendHandshake(buf[:0], addr, "/v1/ws", c.spec.Key)); err != nil {
 		p.settle(s, false, "write: "+errText(err))
 		_ = nc.Close()
 	}

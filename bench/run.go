@@ -148,7 +148,7 @@ func (e *env) startPools() error {
 	if err != nil {
 		return err
 	}
-	cfg := PoolConfig{URL: e.srv.URL, Sources: srcs, Rate: o.ConnRate, Dialers: o.Dialers, Pollers: o.Pollers,
+	cfg := PoolConfig{URL: e.srv.URL, MoreURLs: o.MoreServers, Sources: srcs, Rate: o.ConnRate, Dialers: o.Dialers, Pollers: o.Pollers,
 		Run: e.run, Abrupt: o.Abrupt, Validate: o.Validate}
 	perProc := len(e.plan.Clients)/max(1, o.ClientProcs) + 64
 	if e.srv.Shared && o.ClientProcs == 0 {

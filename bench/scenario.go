@@ -21,6 +21,7 @@ type Options struct {
 	Server       string
 	ServerBin    string
 	ServerArgs   stringList
+	MoreServers  stringList
 	AdminToken   string
 	SMTP         string
 	ServerPID    int
@@ -97,6 +98,7 @@ func (o *Options) register(fs *flag.FlagSet, groups int) {
 	if groups&gServer != 0 {
 		fs.StringVar(&o.Server, "server", o.Server, "server under test: `spawn` (start bin/mailwire serve as its own process), inproc (a node in this process: shares the fd limit and every process figure), or http://host:port (a running server)")
 		fs.StringVar(&o.ServerBin, "server-bin", o.ServerBin, "mailwire binary for --server spawn")
+		fs.Var(&o.MoreServers, "ws-server", "another node (`http://host:port`) of the cluster --server belongs to (repeatable): WebSocket connections are spread over all of them in turn; the API calls and inbound mail go to --server")
 		fs.Var(&o.ServerArgs, "server-arg", "extra `flag` for the spawned server (repeatable), e.g. --server-arg=--ws-max-pending=4MiB")
 		fs.StringVar(&o.AdminToken, "admin-token", o.AdminToken, "admin token of an external server (spawn and inproc generate one)")
 		fs.StringVar(&o.SMTP, "smtp", o.SMTP, "SMTP `host:port` of an external server (spawn and inproc use the one the server starts, if any)")
