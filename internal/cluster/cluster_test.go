@@ -189,7 +189,8 @@ func TestWebhookOncePerAttempt(t *testing.T) {
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	defer recv.Close()
-	c := startCluster(t, 3, func(cfg *app.Config) {
+	// Five nodes, as the issue asks: exactly one of them makes each attempt.
+	c := startCluster(t, 5, func(cfg *app.Config) {
 		cfg.RetrySchedule = []time.Duration{0, 300 * time.Millisecond, 300 * time.Millisecond, 300 * time.Millisecond}
 	})
 	a := c.nodes[0]

@@ -217,6 +217,13 @@ func (s *Store) Close() error {
 			s.dl.end()
 		}
 		s.closed.Store(true)
+		if s.nodes != nil {
+			// Leave the membership at once: the other nodes stop waiting
+			// for this one's answers instead of for nodeTTL.
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = s.nodesKV.Delete(ctx, s.nodes.key)
+			cancel()
+		}
 		s.cancel()
 		if s.dir != nil {
 			s.dir.stop()
