@@ -7,12 +7,19 @@ import (
 	"github.com/mailwire/mailwire/internal/ids"
 )
 
-// Inbox is a mailbox of an account. Its address is MailboxName@<mail
-// domain>; the domain is the server's, so it is not stored.
+// Inbox is a mailbox of an account. Its address is MailboxName@Domain.
+// Mailbox names are unique across every domain the server serves.
 type Inbox struct {
 	ID          string `json:"id"`
 	AccountID   string `json:"accountId"`
 	MailboxName string `json:"mailboxName"`
+	// Domain is the domain of the address when the inbox was created on
+	// one the client named; "" means the server's default domain (which
+	// follows --mail-domain).
+	Domain string `json:"domain,omitempty"`
+	// PodID is OpenMail's pod, as the client gave it (stored and shown,
+	// nothing else: an account is mailwire's only tenant boundary).
+	PodID       string `json:"podId,omitempty"`
 	DisplayName string `json:"displayName,omitempty"`
 	WebhookURL  string `json:"webhookUrl,omitempty"`
 	// WebhookSecret signs this inbox's webhooks ("whsec_..."); kept in

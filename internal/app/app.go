@@ -28,15 +28,17 @@ import (
 
 // Config is every setting of a node (CONFIG.md's `serve` flags).
 type Config struct {
-	HTTPAddr            string
-	HTTPIdleTimeout     time.Duration // 0: the engine's default (60s)
-	HTTPHeadTimeout     time.Duration // 0: the engine's default (10s)
-	SMTPAddr            string        // "" disables SMTP
-	SMTPTLSCert         string
-	SMTPTLSKey          string
-	DataDir             string
-	FS                  vfs.FS // nil: the OS filesystem (tests inject Pebble's)
-	MailDomain          string
+	HTTPAddr        string
+	HTTPIdleTimeout time.Duration // 0: the engine's default (60s)
+	HTTPHeadTimeout time.Duration // 0: the engine's default (10s)
+	SMTPAddr        string        // "" disables SMTP
+	SMTPTLSCert     string
+	SMTPTLSKey      string
+	DataDir         string
+	FS              vfs.FS // nil: the OS filesystem (tests inject Pebble's)
+	MailDomain      string
+	// OtherMailDomains are served besides MailDomain (the default).
+	OtherMailDomains    []string
 	AdminToken          string
 	WS                  ws.Config
 	AckTimeout          time.Duration
@@ -138,6 +140,7 @@ func Start(cfg Config) (*App, error) {
 	})
 	ing := ingest.New(db, ingest.Config{
 		MailDomain:     cfg.MailDomain,
+		OtherDomains:   cfg.OtherMailDomains,
 		MaxMessageSize: cfg.MaxMessageSize,
 		Limits:         mailparse.Limits{MaxParts: cfg.MaxMIMEParts},
 	})
