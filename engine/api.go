@@ -28,6 +28,9 @@ func (s *Server) routes() *router {
 	rt.add("POST /v1/inboxes/{id}/webhook/test", authAccount, s.testInboxWebhook)
 	rt.add("POST /v1/inboxes/{id}/inbound", authAccount, s.inbound)
 	rt.add("GET /v1/inboxes/{id}/messages", authAccount, s.listMessages)
+	rt.add("GET /v1/inboxes/{id}/threads", authAccount, s.listThreads)
+	rt.add("GET /v1/threads/{id}/messages", authAccount, s.threadMessages)
+	rt.add("PATCH /v1/threads/{id}", authAccount, s.patchThread)
 
 	rt.add("GET /v1/webhook", authAccount, s.getWebhook)
 	rt.add("PUT /v1/webhook", authAccount, s.putWebhook)

@@ -291,8 +291,8 @@ func (s *Service) store(rcpts []Recipient, raw []byte, p *mailparse.Message, ide
 	// after its ids are made holds up the account's later events.
 	err := s.db.Append(accounts, func(evtIDs []string) ([]store.Inbound, error) {
 		for i, r := range rcpts {
-			thread := threads[i]
-			if thread == "" {
+			thread, newThread := threads[i], threads[i] == ""
+			if newThread {
 				thread = ids.NewAt(ids.Thread, now)
 			}
 			msg := store.Message{
@@ -313,7 +313,7 @@ func (s *Service) store(rcpts []Recipient, raw []byte, p *mailparse.Message, ide
 			ev.Head, ev.Tail = s.db.RenderEvent(ev.ID, &msg)
 			res := Result{MessageID: msg.ID, EventID: ev.ID, ThreadID: thread}
 			item := store.Inbound{
-				Message: msg, Raw: raw, Attachments: atts, ThreadRefs: []string{rfcID},
+				Message: msg, Raw: raw, Attachments: atts, ThreadRefs: []string{rfcID}, NewThread: newThread,
 				Event: ev, // Append sets its delivery state
 			}
 			if reply != nil {

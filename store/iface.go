@@ -87,6 +87,17 @@ type EventLog interface {
 	GetAttachment(accountID, msgID, filename string) (AttachmentMeta, []byte, error)
 	ListMessages(inboxID string, p Page) ([]Message, int, error)
 
+	// Threads (threads.go). ListThreads pages an inbox's threads, latest
+	// activity first (the caller checked the inbox is the account's, as
+	// for ListMessages); the others answer ErrNotFound for a thread of
+	// another account. A thread's messages come oldest first. Marking a
+	// thread read covers the messages it has now: a later one makes it
+	// unread again. Deleting an inbox deletes its threads.
+	ListThreads(inboxID string, f ThreadFilter, p Page) ([]Thread, int, error)
+	GetThread(accountID, threadID string) (Thread, error)
+	ThreadMessages(accountID, threadID string, p Page) ([]Message, int, error)
+	MarkThreadRead(accountID, threadID string, read bool) error
+
 	// GetEvent returns an event by id, any account's (callers check
 	// AccountID), with its payload rendered.
 	GetEvent(id string) (Event, error)

@@ -159,8 +159,9 @@ func (d *DB) UpdateInbox(accountID, id string, fn func(*Inbox) error) (Inbox, er
 	return in, nil
 }
 
-// DeleteInbox removes an inbox with its messages, attachments, threads,
-// idempotency records, events, attempts and due entries. It returns the
+// DeleteInbox removes an inbox with its messages, attachments, threads
+// (and their read marks), idempotency records, events, attempts and due
+// entries. It returns the
 // ids of the deleted events.
 func (d *DB) DeleteInbox(accountID, id string) ([]string, error) {
 	d.ctl.Lock()
@@ -183,19 +184,27 @@ func (d *DB) DeleteInbox(accountID, id string) ([]string, error) {
 	_ = b.Delete(key(pAccountInbox+accountID, id), nil)
 	_ = b.Delete(key2(pAddress, in.MailboxName), nil)
 	mpfx := prefixKey(pInboxMessage + id)
-	err = d.scan(mpfx, false, func(k, _ []byte) bool {
+	threads := map[string]bool{}
+	var threadErr error
+	err = d.scan(mpfx, false, func(k, v []byte) bool {
 		msgID := string(k[len(mpfx):])
+		if threadErr = d.deleteInboxThreads(b, msgID, v, threads); threadErr != nil {
+			return false
+		}
 		_ = b.Delete(key2(pMessage, msgID), nil)
 		_ = b.Delete(key2(pRaw, msgID), nil)
 		ap := prefixKey(pAttachment + msgID)
 		_ = b.DeleteRange(ap, prefixEnd(ap), nil)
 		return true
 	})
+	if err == nil {
+		err = threadErr
+	}
 	if err != nil {
 		b.Close()
 		return nil, fmt.Errorf("cannot delete inbox messages: %w", err)
 	}
-	for _, p := range []string{pInboxMessage, pThread, pIdempotency} {
+	for _, p := range []string{pInboxMessage, pThread, pThreadRead, pIdempotency} {
 		pk := prefixKey(p + id)
 		_ = b.DeleteRange(pk, prefixEnd(pk), nil)
 	}
