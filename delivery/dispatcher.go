@@ -295,13 +295,25 @@ func (d *Dispatcher) Replayed(accountID, evtID string, at time.Time) {
 	}
 }
 
-// Ack records a client's ack of an event of the account; it returns once
-// it is durable. A pending event becomes delivered (PROTOCOL.md §6).
+// Ack records a client's WebSocket ack of an event of the account; it
+// returns once it is durable. A pending event becomes delivered
+// (PROTOCOL.md §6), and so does a failed one (the client has it).
 func (d *Dispatcher) Ack(accountID, evtID string) error {
 	if err := d.ready(); err != nil {
 		return err
 	}
 	return d.store.Update(accountID, evtID, d.change(&outcome{kind: kindAck}))
+}
+
+// AckPulled records an ack made through the pull API (POST
+// /v1/events/ack) of an event of the account; it returns once it is
+// durable. A pending or failed event becomes delivered via "pull" (an
+// event awaiting a WebSocket ack, via the WebSocket attempt it settles).
+func (d *Dispatcher) AckPulled(accountID, evtID string) error {
+	if err := d.ready(); err != nil {
+		return err
+	}
+	return d.store.Update(accountID, evtID, d.change(&outcome{kind: kindAck, channel: store.ChannelPull}))
 }
 
 // Redeliver starts a new delivery cycle for an event of the account: the

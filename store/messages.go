@@ -50,8 +50,8 @@ type Inbound struct {
 	// NewThread: Message.ThreadID is new, this is its first message (the
 	// thread's record is written with it).
 	NewThread bool
-	Event      Event
-	State      EventState
+	Event     Event
+	State     EventState
 	// IdempotencyKey, when set, stores Reply under it for this inbox.
 	IdempotencyKey string
 	Reply          []byte
