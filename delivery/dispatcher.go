@@ -305,15 +305,31 @@ func (d *Dispatcher) Ack(accountID, evtID string) error {
 	return d.store.Update(accountID, evtID, d.change(&outcome{kind: kindAck}))
 }
 
-// AckPulled records an ack made through the pull API (POST
-// /v1/events/ack) of an event of the account; it returns once it is
-// durable. A pending or failed event becomes delivered via "pull" (an
-// event awaiting a WebSocket ack, via the WebSocket attempt it settles).
-func (d *Dispatcher) AckPulled(accountID, evtID string) error {
+// AckPulled records acks made through the pull API (POST
+// /v1/events/ack) of events of the account and returns, once they are
+// durable, each one's error (store.ErrNotFound for an id of no event of
+// the account). A pending or failed event becomes delivered via "pull"
+// (an event awaiting a WebSocket ack, via the WebSocket attempt it
+// settles). The acks are submitted together, so they share commits.
+func (d *Dispatcher) AckPulledAll(accountID string, evtIDs []string) []error {
+	errs := make([]error, len(evtIDs))
 	if err := d.ready(); err != nil {
-		return err
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
 	}
-	return d.store.Update(accountID, evtID, d.change(&outcome{kind: kindAck, channel: store.ChannelPull}))
+	change := d.change(&outcome{kind: kindAck, channel: store.ChannelPull})
+	var wg sync.WaitGroup
+	wg.Add(len(evtIDs))
+	for i, id := range evtIDs {
+		d.store.Submit(accountID, id, change, func(_, _ store.EventState, err error) {
+			errs[i] = err
+			wg.Done()
+		})
+	}
+	wg.Wait()
+	return errs
 }
 
 // Redeliver starts a new delivery cycle for an event of the account: the

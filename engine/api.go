@@ -42,6 +42,8 @@ func (s *Server) routes() *router {
 	rt.add("GET /v1/attachments/{messageId}/{filename}", authAccount, s.getAttachment)
 
 	rt.add("GET /v1/events", authAccount, s.listEvents)
+	rt.add("GET /v1/events/stream", authAccount, s.streamEvents) // before {id}: the router takes the first match
+	rt.add("POST /v1/events/ack", authAccount, s.ackEvents)
 	rt.add("GET /v1/events/{id}", authAccount, s.getEvent)
 	rt.add("POST /v1/events/{id}/redeliver", authAccount, s.redeliver)
 

@@ -91,6 +91,11 @@ func (s *scheduler) run(stop <-chan struct{}) {
 // sleep before the next scan.
 func (s *scheduler) scan() time.Duration {
 	dl := s.dl
+	// Read under dl.mu: StopDeliveries clears it while a scan may run.
+	deliver, _ := dl.deliverFunc()
+	if deliver == nil {
+		return schedFullRescan // stopping: the stop channel ends the loop
+	}
 	s.mu.Lock()
 	from := s.mu.cursor
 	if time.Since(s.mu.lastFull) >= schedFullRescan {
@@ -108,7 +113,7 @@ func (s *scheduler) scan() time.Duration {
 			next = e.Key // claimed: its lease will lower the cursor if it is not done
 			return true
 		}
-		if !dl.cfg.Deliver(&Lease{AccountID: e.AccountID, EventID: e.EventID, DueMs: e.At}) {
+		if !deliver(&Lease{AccountID: e.AccountID, EventID: e.EventID, DueMs: e.At}) {
 			dl.flights.release(e.EventID)
 			dl.m.deferred.Inc()
 			blocked = true
