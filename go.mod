@@ -10,6 +10,7 @@ require (
 	github.com/gorilla/websocket v1.5.3
 	github.com/inbucket/html2text v1.0.0
 	github.com/jhillyerd/enmime/v2 v2.3.0
+	github.com/ledongthuc/pdf v0.0.0-20260907135840-6c8c28e0e8a0
 	github.com/lesismal/nbio v1.6.8
 	github.com/oklog/ulid/v2 v2.1.2
 	github.com/valyala/fasthttp v1.78.0
