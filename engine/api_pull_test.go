@@ -250,13 +250,23 @@ func TestPullHeldWakesOnInbound(t *testing.T) {
 		cursor = h.page.Cursor
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	// The figures, logged, not asserted (a loaded 2-core box): the held
-	// answer as the client read it, after the inbound's 202 was read
-	// (negative: before it, the store wakes the pull before the 202 is
-	// written); and the server's own, stored → answer written.
+	// The figures: the held answer as the client read it, after the
+	// inbound's 202 was read (negative: before it, the store wakes the
+	// pull before the 202 is written); and the server's own, stored →
+	// answer written. The bound, 50 ms from stored to answered, is
+	// asserted on the median of the rounds, so that one descheduled round
+	// on a loaded box (-race, 2 cores) does not fail the test; measured
+	// here the median is well under 1 ms. Every round is also bounded by
+	// 1 s, far below the 30 s wait, and woken by the store (checked above).
 	n, sum := metric(t, s, "mailwire_pull_wake_seconds_count"), metric(t, s, "mailwire_pull_wake_seconds_sum")
 	t.Logf("held pull answered after the inbound's 202, %d rounds: median %s, max %s; server side (stored → answer written) mean %s",
 		rounds, lat[rounds/2], lat[rounds-1], time.Duration(sum/n*float64(time.Second)))
+	if med := lat[rounds/2]; med > 50*time.Millisecond {
+		t.Errorf("a held pull was answered a median %s after the event was stored, want ≤ 50 ms", med)
+	}
+	if lat[rounds-1] > time.Second {
+		t.Errorf("a held pull was answered %s after the event was stored", lat[rounds-1])
+	}
 }
 
 // The wait is bounded: an empty page with the cursor when it passes.
