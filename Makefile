@@ -6,7 +6,7 @@ BIN     := bin
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: build run test vet fmt bench bench-long fuzz clean
+.PHONY: build run test vet fmt bench bench-long fuzz console-screenshots clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/mailwire ./cmd/mailwire
@@ -40,6 +40,11 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./mailparse/
 	$(GO) test -run '^$$' -fuzz FuzzValidateURL -fuzztime 30s ./delivery/webhook/
 	$(GO) test -run '^$$' -fuzz FuzzJSONEncoders -fuzztime 30s ./store/
+
+# docs/console.png and docs/console-operator.png, taken by headless Chromium
+# from a real server with sample data.
+console-screenshots:
+	MAILWIRE_CONSOLE_SCREENSHOTS=$(CURDIR)/docs $(GO) test -count=1 -run TestConsoleScreenshot ./engine/console/
 
 clean:
 	rm -rf $(BIN)

@@ -26,6 +26,11 @@ type PushResult struct {
 	// Acking counts, of Written, the connections that subscribed with
 	// "ack": true: for them the write succeeds only once acked.
 	Acking int
+	// At is when the frame was written, when that was not the attempt's
+	// start (a cluster's fan-out writes an event as it is stored, before
+	// an attempt owner asks): the attempt is recorded at it, so the
+	// payload the API shows is the one the sockets got. Zero: the start.
+	At time.Time
 }
 
 // Pusher writes events to live WebSocket connections; the engine
@@ -33,10 +38,12 @@ type PushResult struct {
 // on the network.
 type Pusher interface {
 	// Push encodes the payload of the given attempt once and writes it to
-	// every matching connection. When the result depends on frames held
-	// by connections in the middle of a subscribe (nothing could be
-	// written at once), Push returns later=true and calls done exactly
-	// once, possibly before it returns, with the final result.
+	// every matching connection. When the result is not known at once
+	// (frames held by connections in the middle of a subscribe; in a
+	// cluster, the other nodes' answers), Push returns later=true and
+	// calls done exactly once, possibly before it returns, with the final
+	// result. A result with no matching connection (Matched 0) sends the
+	// attempt on to the webhook, whether it came at once or later.
 	Push(ev *store.Event, attempt int, at time.Time, done func(PushResult)) (res PushResult, later bool)
 }
 
@@ -119,9 +126,6 @@ func (c *Config) setDefaults() {
 		c.Now = time.Now
 	}
 }
-
-// ErrClosed is returned by calls made after Shutdown began.
-var ErrClosed = errors.New("delivery is shutting down")
 
 // Dispatcher delivers events: it takes the leases the event log hands
 // out, chooses each attempt's channel (PROTOCOL.md §6), makes the attempt
@@ -274,10 +278,6 @@ func (d *Dispatcher) enqueue(l *store.Lease) bool {
 	}
 }
 
-// FirstAttemptDelay is the schedule's first delay (ingest stores it as the
-// event's first due time).
-func (d *Dispatcher) FirstAttemptDelay() time.Duration { return d.cfg.Schedule[0] }
-
 // StableBound returns an event id below which every event of the account
 // is durable and no other can appear: replay stops before it.
 func (d *Dispatcher) StableBound(accountID string) string { return d.store.StableBound(accountID) }
@@ -345,12 +345,12 @@ func (d *Dispatcher) Redeliver(accountID, evtID string) error {
 }
 
 // ready reports why changes cannot be recorded now (nil when they can).
+// Acks, redelivers and replays are recorded while the node drains (until
+// the store closes, which then refuses them itself): an ack lost in that
+// window would have the event sent again after the restart.
 func (d *Dispatcher) ready() error {
-	switch {
-	case d.store.ReadOnly():
+	if d.store.ReadOnly() {
 		return store.ErrReadOnly // nothing runs on a read-only store (see Start)
-	case d.closing.Load():
-		return ErrClosed
 	}
 	return nil
 }
@@ -402,32 +402,45 @@ func (d *Dispatcher) attempt(l *store.Lease) {
 	// The channel is chosen afresh (PROTOCOL.md §6): a matching connection,
 	// else the webhook, else none; after an ack timeout the webhook first
 	// when one applies.
-	var url, secret string
-	var err error
-	looked := false
-	lookup := func() bool {
-		looked = true
-		if url, secret, err = d.webhookTarget(ev.AccountID, ev.InboxID); err != nil {
-			d.log.Error("cannot read webhook settings", "event", ev.ID, "error", err)
-			d.store.Release(l, 0)
-			return false
+	if st.PreferWebhook {
+		url, secret, ok := d.lookup(l)
+		if !ok {
+			return
 		}
-		return true
+		if url != "" {
+			d.toWebhook(l, o, url, secret)
+			return
+		}
 	}
-	if st.PreferWebhook && !lookup() {
-		return
-	}
-	if pb := d.pusher.Load(); url == "" && pb != nil && pb.p != nil {
-		res, later := pb.p.Push(ev, o.n, now, func(r PushResult) { d.record(l, d.wsOutcome(o, now, r)) })
+	if pb := d.pusher.Load(); pb != nil && pb.p != nil {
+		res, later := pb.p.Push(ev, o.n, now, func(r PushResult) { d.pushed(l, o, now, r) })
 		if later {
-			return // the callback records the attempt once the held frames are resolved
+			return // pushed records the attempt once the result is in
 		}
 		if res.Matched > 0 {
 			d.record(l, d.wsOutcome(o, now, res))
 			return
 		}
 	}
-	if !looked && !lookup() {
+	d.noSocket(l, o)
+}
+
+// pushed finishes an attempt whose push result came later (frames held
+// by subscribing connections; in a cluster, the other nodes' answers):
+// written or not to a matching connection, else the webhook.
+func (d *Dispatcher) pushed(l *store.Lease, o *outcome, start time.Time, r PushResult) {
+	if r.Matched > 0 {
+		d.record(l, d.wsOutcome(o, start, r))
+		return
+	}
+	d.noSocket(l, o)
+}
+
+// noSocket continues an attempt that found no matching connection: the
+// webhook when one applies, else the attempt fails (channel none).
+func (d *Dispatcher) noSocket(l *store.Lease, o *outcome) {
+	url, secret, ok := d.lookup(l)
+	if !ok {
 		return
 	}
 	if url == "" {
@@ -436,6 +449,23 @@ func (d *Dispatcher) attempt(l *store.Lease) {
 		d.record(l, o)
 		return
 	}
+	d.toWebhook(l, o, url, secret)
+}
+
+// lookup returns the webhook target of the lease's inbox; false when the
+// settings could not be read (the lease is given back after a pause, so a
+// lasting error is not a hot loop).
+func (d *Dispatcher) lookup(l *store.Lease) (url, secret string, ok bool) {
+	url, secret, err := d.webhookTarget(l.Event.AccountID, l.Event.InboxID)
+	if err != nil {
+		d.log.Error("cannot read webhook settings", "event", l.EventID, "error", err)
+		time.AfterFunc(store.ErrorBackoff, func() { d.store.Release(l, 0) })
+		return "", "", false
+	}
+	return url, secret, true
+}
+
+func (d *Dispatcher) toWebhook(l *store.Lease, o *outcome, url, secret string) {
 	hj := &hookJob{lease: l, o: o, url: url, secret: secret, host: hostOf(url)}
 	if !d.pool.submit(hj) {
 		d.m.deferred.Inc()
@@ -459,6 +489,9 @@ func (d *Dispatcher) wsOutcome(o *outcome, start time.Time, r PushResult) *outco
 		o.errText = fmt.Sprintf("%d matching connection(s), none took the frame", r.Matched)
 	}
 	o.duration = time.Since(start)
+	if !r.At.IsZero() && r.Written > 0 {
+		o.startMs = r.At.UnixMilli()
+	}
 	return o
 }
 

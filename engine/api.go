@@ -18,6 +18,8 @@ func (s *Server) routes() *router {
 	rt.add("GET /readyz", authNone, s.readyz)
 	rt.add("GET /metrics", authNone, s.metricsHandler)
 	rt.add("GET /v1/ws", authNone, s.upgrade).getOnly() // authenticates itself (PROTOCOL.md §1)
+	rt.add("GET /console", authNone, s.consolePage)     // the web console (engine/console)
+	rt.add("GET /console/{file}", authNone, s.consoleFile)
 
 	rt.add("POST /v1/inboxes", authAccount, s.createInbox)
 	rt.add("GET /v1/inboxes", authAccount, s.listInboxes)
@@ -52,6 +54,8 @@ func (s *Server) routes() *router {
 	rt.add("GET /admin/v1/accounts/{id}/api-keys", authAdmin, s.adminListKeys)
 	rt.add("POST /admin/v1/accounts/{id}/api-keys", authAdmin, s.adminCreateKey)
 	rt.add("DELETE /admin/v1/api-keys/{keyId}", authAdmin, s.adminRevokeKey)
+	rt.add("GET /admin/v1/stats", authAdmin, s.adminStats)   // extension: the operator view
+	rt.add("GET /admin/v1/events", authAdmin, s.adminEvents) // extension: events across accounts
 
 	rt.add("GET /debug/pprof/{name}", authAdmin, s.debugPprof)
 	return rt
@@ -125,6 +129,9 @@ func (s *Server) readyz(w http.ResponseWriter, _ *req) error {
 	}
 	if !s.started.Load() {
 		return writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "starting"})
+	}
+	if why := s.deps.DB.Health(); why != "" {
+		return writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "store_unavailable", "reason": why})
 	}
 	if why := s.deps.Limits.Disk.Status(); why != "" {
 		// Sockets, replay, reads and retries go on; new mail does not.

@@ -92,6 +92,9 @@ func TestAPIMetrics(t *testing.T) {
 		"mailwire_pebble_wal_bytes ",
 		"mailwire_pebble_read_amplification ",
 	} {
+		if strings.HasPrefix(want, "mailwire_pebble_") && testserver.OnNATSEnv() {
+			continue // a cluster node has no Pebble
+		}
 		if !strings.Contains(text, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}

@@ -10,6 +10,15 @@ import (
 // Threads, as OpenMail documents them (API.md): an inbox's messages
 // grouped by In-Reply-To/References, with a read flag.
 
+// threads is the store's thread view: 501 on a store without one (the
+// cluster store, for now).
+func (s *Server) threads() (store.Threads, error) {
+	if ts, ok := s.deps.DB.(store.Threads); ok {
+		return ts, nil
+	}
+	return nil, errf(http.StatusNotImplemented, codeNotImplemented, "threads are not available on this server's store (the cluster store has no thread index yet)")
+}
+
 // threadView is a thread as the API shows it (OpenMail's Thread).
 type threadView struct {
 	ID            string `json:"id"`
@@ -45,7 +54,11 @@ func (s *Server) listThreads(w http.ResponseWriter, r *req) error {
 	default:
 		return errf(http.StatusBadRequest, codeBadRequest, "is_read must be true or false, not "+quoteShort(v))
 	}
-	ts, total, err := s.deps.DB.ListThreads(in.ID, f, store.Page{Limit: limit, Offset: offset})
+	th, err := s.threads()
+	if err != nil {
+		return err
+	}
+	ts, total, err := th.ListThreads(in.ID, f, store.Page{Limit: limit, Offset: offset})
 	if err != nil {
 		return err
 	}
@@ -90,11 +103,15 @@ func (s *Server) threadMessages(w http.ResponseWriter, r *req) error {
 	if r.URL.Query().Get("limit") == "" {
 		limit = maxListLimit
 	}
-	t, err := s.deps.DB.GetThread(r.accountID, id)
+	th, err := s.threads()
+	if err != nil {
+		return err
+	}
+	t, err := th.GetThread(r.accountID, id)
 	if err != nil {
 		return mapStoreErr(err, "thread "+id)
 	}
-	ms, total, err := s.deps.DB.ThreadMessages(r.accountID, id, store.Page{Limit: limit, Offset: offset})
+	ms, total, err := th.ThreadMessages(r.accountID, id, store.Page{Limit: limit, Offset: offset})
 	if err != nil {
 		return mapStoreErr(err, "thread "+id)
 	}
@@ -120,7 +137,11 @@ func (s *Server) patchThread(w http.ResponseWriter, r *req) error {
 	if body.IsRead == nil {
 		return errf(http.StatusUnprocessableEntity, codeInvalidValue, "is_read (true or false) is required")
 	}
-	if err := s.deps.DB.MarkThreadRead(r.accountID, id, *body.IsRead); err != nil {
+	th, err := s.threads()
+	if err != nil {
+		return err
+	}
+	if err := th.MarkThreadRead(r.accountID, id, *body.IsRead); err != nil {
 		return mapStoreErr(err, "thread "+id)
 	}
 	return writeJSON(w, http.StatusOK, map[string]bool{"ok": true})

@@ -36,6 +36,10 @@ func (s *Server) writeErr(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, store.ErrReadOnly):
 		w.Header().Set("Retry-After", "60")
 		ae = errf(http.StatusInsufficientStorage, codeInsufficientStorage, "the server's disk is full: changes are refused until space comes back")
+	case errors.Is(err, store.ErrUnavailable):
+		w.Header().Set("Retry-After", "5")
+		ae = errf(http.StatusServiceUnavailable, codeUnavailable, "storage is unavailable (the cluster cannot reach NATS); nothing was stored, retry shortly")
+		s.log.Warn("request refused: storage unavailable", "method", r.Method, "path", redactKeys(r.URL.Path), "error", err)
 	case errors.Is(err, store.ErrFailed):
 		w.Header().Set("Retry-After", "5")
 		ae = errf(http.StatusServiceUnavailable, codeUnavailable, "storage failed; the server is restarting, retry shortly (nothing was stored)")

@@ -142,6 +142,7 @@ type Server struct {
 	hub       *ws.Hub
 	puller    *puller // the pull API's held requests
 	throttle  *authThrottle
+	ops       rateWindow // readings for /admin/v1/stats rates
 
 	// handoff orders a connection's setup (done by nbhttp's accept
 	// goroutine) before its first read on the poller goroutine, in a way
@@ -163,6 +164,16 @@ func New(cfg Config, deps Deps) *Server {
 	wcfg := cfg.WS
 	wcfg.Metrics, wcfg.Logger = cfg.Metrics, cfg.Logger
 	s.hub = ws.New(wcfg, wsBackend{db: deps.DB, d: deps.Delivery})
+	// Changes made on other nodes of a cluster reach this node's sockets
+	// (on one node the handlers that make them tell the hub directly).
+	deps.DB.OnChange(func(c store.DirectoryChange) {
+		if c.RevokedKey != "" {
+			s.hub.KeyRevoked(c.RevokedKey)
+		}
+		if c.DeletedInbox != "" {
+			s.hub.InboxDeleted(c.DeletedInboxAccount, c.DeletedInbox)
+		}
+	})
 	s.throttle = newAuthThrottle(cfg.AuthFailureBurst, cfg.AuthFailureWindow, s.log)
 	s.acceptLog = limits.RateLog{Log: s.log, Every: 5 * time.Second}
 	s.puller = newPuller(s, pull.Config{MaxPerAccount: cfg.PullMaxHeldPerAccount, MaxTotal: cfg.PullMaxHeld})

@@ -112,8 +112,11 @@ func TestWSFrameTooBig(t *testing.T) {
 }
 
 func TestWSHeartbeat(t *testing.T) {
+	// The pong timeout leaves room for a client goroutine that is not
+	// scheduled for a while (-race, the whole suite on two cores); pings
+	// still come every 30 ms.
 	s := testserver.Start(t, func(c *app.Config) {
-		c.WS.PingInterval, c.WS.PongTimeout = 30*time.Millisecond, 60*time.Millisecond
+		c.WS.PingInterval, c.WS.PongTimeout = 30*time.Millisecond, 500*time.Millisecond
 	})
 	acc := s.NewAccount("a")
 

@@ -18,6 +18,9 @@ import (
 // concurrent ingest (release and queueing were two steps; event ids came
 // from a source other id kinds reset, so claim order was not id order).
 func TestRegressionLiveEventsInIDOrder(t *testing.T) {
+	if testserver.OnNATSEnv() {
+		t.Skip("a cluster keeps events in log order, which is not id order (docs/CLUSTER.md)")
+	}
 	s := testserver.Start(t)
 	acc := s.NewAccount("a")
 	in := s.NewInbox(acc.Key, "one")

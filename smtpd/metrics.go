@@ -26,13 +26,14 @@ const (
 	reasonBusy              = "memory_budget"           // 451 4.3.0, --ingest-memory full
 	reasonDiskFull          = "disk_low"                // 452 4.3.1, free disk below --min-free-disk
 	reasonDescriptors       = "descriptor_budget"       // 421 4.3.2 at connect, out of client sockets
+	reasonUnavailable       = "store_unavailable"       // 451 4.3.0, a cluster store cannot reach NATS
 )
 
 var allReasons = []string{
 	reasonUnknownRecipient, reasonOtherDomain, reasonTooManyRecipients, reasonTooLarge,
 	reasonNotMessage, reasonStorage, reasonInternal, reasonDataTimeout, reasonLineTooLong,
 	reasonAborted, reasonTooManyRefused, reasonTooManyConnsIP, reasonTooManyConns, reasonShuttingDown,
-	reasonBusy, reasonDiskFull, reasonDescriptors,
+	reasonBusy, reasonDiskFull, reasonDescriptors, reasonUnavailable,
 }
 
 // smetrics are the SMTP metrics. rejected is filled once and only read

@@ -25,6 +25,10 @@ var (
 	// ErrFailed: a write failed in a way the disk cannot be trusted after
 	// (a WAL write or sync); the process is about to exit (crash-only).
 	ErrFailed = errors.New("the store failed a write and the server is restarting")
+	// ErrUnavailable: the store cannot make a write durable now (a
+	// cluster store whose NATS is unreachable); nothing was acknowledged,
+	// the client retries later.
+	ErrUnavailable = errors.New("the store is unavailable")
 )
 
 // Options configure Open. The zero value of every field has a documented
@@ -121,6 +125,15 @@ func (d *DB) writable() error {
 
 // ReadOnly reports whether the store was opened read-only.
 func (d *DB) ReadOnly() bool { return d.readOnly }
+
+// Health implements Store: why the store cannot take writes ("" when it
+// can; a read-only store reports through ReadOnly and the disk budget).
+func (d *DB) Health() string {
+	if d.failed.Load() {
+		return ErrFailed.Error()
+	}
+	return ""
+}
 
 // SettingsGen is a counter that increases after every committed change to
 // an inbox or a webhook setting. A cache entry fetched when it read g is

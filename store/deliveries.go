@@ -21,7 +21,9 @@ type Lease struct {
 	// Fresh: the event was just stored and has its initial state.
 	Fresh bool
 
-	token any // the implementation's
+	// Token is the implementation's handle on the lease (callers leave
+	// it alone).
+	Token any
 }
 
 // Change is a pure state transition: the new state for the current one at
@@ -80,8 +82,23 @@ type Deliveries interface {
 	// InFlight reports whether evtID is being stored or attempted by this
 	// node: a live push of it may still come.
 	InFlight(evtID string) bool
+	// DeliveryStats is a snapshot of the delivery side's figures.
+	DeliveryStats() DeliveryStats
 	// StableBound returns an event id below which every event of the
 	// account is durable and none can still appear (a reader that stops
 	// below it and resumes from its last event misses nothing).
 	StableBound(accountID string) string
+}
+
+// DeliveryStats are the delivery side's figures for the operator view
+// (each read on its own: the snapshot is not atomic).
+type DeliveryStats struct {
+	// InFlight counts the events claimed on this node (being stored,
+	// queued or attempted).
+	InFlight int
+	// Backlog counts outcomes waiting to be written; BacklogCap bounds it.
+	Backlog, BacklogCap int
+	// Stored counts events stored through this node; Expired those
+	// removed by retention.
+	Stored, Expired uint64
 }

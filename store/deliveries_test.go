@@ -167,3 +167,97 @@ func TestOnStoredReportsEventsInOrder(t *testing.T) {
 		}
 	}
 }
+
+// Stopping deliveries while the scheduler works through a due backlog
+// must not call a cleared Deliver (it panicked, and raced).
+func TestRegressionStopDuringScan(t *testing.T) {
+	db := openMem(t, vfs.NewMem())
+	defer db.Close()
+	in := newInbox(t, db, mustAccount(t, db), "box")
+	past := time.Now().Add(-time.Hour)
+	var items []Inbound
+	for range 3000 {
+		items = append(items, inbound(in, "s", past))
+		if len(items) == 100 {
+			if err := db.StoreInbound(items); err != nil {
+				t.Fatal(err)
+			}
+			items = nil
+		}
+	}
+	started := make(chan struct{})
+	var once sync.Once
+	db.StartDeliveries(DeliveryConfig{Deliver: func(l *Lease) bool {
+		once.Do(func() { close(started) })
+		time.Sleep(50 * time.Microsecond) // a slow queue: the scan is long
+		return true
+	}})
+	<-started
+	db.StopDeliveries(t.Context())
+}
+
+// A failed store (a fatal Pebble error) must not hand the same attempt
+// out again and again: each failed record used to rewind the scheduler
+// to the lease's due key (thousands of attempts a second).
+func TestRegressionFailedStoreNoHotLoop(t *testing.T) {
+	db := openMem(t, vfs.NewMem())
+	defer db.Close()
+	in := newInbox(t, db, mustAccount(t, db), "box")
+	regInbound(t, db, in, time.Now().UnixMilli())
+	db.failed.Store(true) // as Pebble's OnFatal does
+	var attempts atomic.Int32
+	db.StartDeliveries(DeliveryConfig{Deliver: func(l *Lease) bool {
+		go func() {
+			if !db.Ready(l) {
+				return
+			}
+			attempts.Add(1)
+			db.Record(l, func(st EventState, now int64) (EventState, *Attempt) {
+				st.Status, st.NextAt = StatusDelivered, 0
+				return st, &Attempt{N: 1, OK: true}
+			}, nil)
+		}()
+		return true
+	}})
+	defer db.StopDeliveries(t.Context())
+	deadline := time.Now().Add(500 * time.Millisecond)
+	for time.Now().Before(deadline) { // a window in which nothing may happen
+		if n := attempts.Load(); n > 2 {
+			t.Fatalf("%d attempts of one event on a failed store", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// The first due time is computed once: deliveries starting between
+// Append's store and its release must not leave an event due now behind
+// the scheduler's cursor.
+func TestRegressionFirstDueComputedOnce(t *testing.T) {
+	db := openMem(t, vfs.NewMem())
+	defer db.Close()
+	in := newInbox(t, db, mustAccount(t, db), "box")
+	dl := db.dl
+	evIDs := dl.flights.newEvents([]string{in.AccountID}) // Append: claim
+	it := inbound(in, "s", time.Now())
+	it.Event.ID = evIDs[0]
+	_, delay := dl.deliverFunc() // 0: not started yet
+	it.State = firstState(&it.Event, delay)
+	if err := db.StoreInbound([]Inbound{it}); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan struct{}, 1)
+	db.StartDeliveries(DeliveryConfig{FirstDelay: 30 * time.Second, Deliver: func(l *Lease) bool {
+		select {
+		case got <- struct{}{}:
+		default:
+		}
+		return true
+	}})
+	defer db.StopDeliveries(t.Context())
+	dl.committed([]Event{it.Event}, delay, nil) // Append's release, with its own delay
+	select {
+	case <-got:
+	case <-time.After(3 * time.Second):
+		t.Fatalf("an event due now (NextAt %d) was not handed out", it.State.NextAt)
+	}
+}

@@ -7,13 +7,16 @@ import "io"
 // events, delivery state and the retry schedule). A node opens one
 // implementation at start-up and every component uses it through this
 // interface: *DB (Pebble, one node, the default) or the NATS JetStream
-// store of package store/jetstream (a cluster of nodes).
+// store of package store/jsstore (a cluster of nodes).
 type Store interface {
 	Directory
 	EventLog
 	// ReadOnly reports whether the store takes no writes (a Pebble store
 	// opened on a full disk).
 	ReadOnly() bool
+	// Health says why the store cannot take writes now ("" when it can):
+	// /readyz reports it.
+	Health() string
 	// WriteMetrics writes the store's own metrics in the Prometheus text
 	// format (at scrape time).
 	WriteMetrics(w io.Writer)
@@ -68,6 +71,21 @@ type DirectoryChange struct {
 	DeletedInboxAccount string // ... of this account
 }
 
+// Threads is the thread view of an inbox's messages (threads.go). It is
+// optional: the Pebble store has it, the cluster store (jsstore) does not
+// yet, and the API answers 501 there. ListThreads pages an inbox's
+// threads, latest activity first (the caller checked the inbox is the
+// account's, as for ListMessages); the others answer ErrNotFound for a
+// thread of another account. A thread's messages come oldest first.
+// Marking a thread read covers the messages it has now: a later one makes
+// it unread again. Deleting an inbox deletes its threads.
+type Threads interface {
+	ListThreads(inboxID string, f ThreadFilter, p Page) ([]Thread, int, error)
+	GetThread(accountID, threadID string) (Thread, error)
+	ThreadMessages(accountID, threadID string, p Page) ([]Message, int, error)
+	MarkThreadRead(accountID, threadID string, read bool) error
+}
+
 // EventLog holds messages and their events: appended in one durable step,
 // read by id, scanned per account in order, and delivered (Deliveries).
 type EventLog interface {
@@ -87,17 +105,6 @@ type EventLog interface {
 	GetAttachment(accountID, msgID, filename string) (AttachmentMeta, []byte, error)
 	ListMessages(inboxID string, p Page) ([]Message, int, error)
 
-	// Threads (threads.go). ListThreads pages an inbox's threads, latest
-	// activity first (the caller checked the inbox is the account's, as
-	// for ListMessages); the others answer ErrNotFound for a thread of
-	// another account. A thread's messages come oldest first. Marking a
-	// thread read covers the messages it has now: a later one makes it
-	// unread again. Deleting an inbox deletes its threads.
-	ListThreads(inboxID string, f ThreadFilter, p Page) ([]Thread, int, error)
-	GetThread(accountID, threadID string) (Thread, error)
-	ThreadMessages(accountID, threadID string, p Page) ([]Message, int, error)
-	MarkThreadRead(accountID, threadID string, read bool) error
-
 	// GetEvent returns an event by id, any account's (callers check
 	// AccountID), with its payload rendered.
 	GetEvent(id string) (Event, error)
@@ -113,6 +120,11 @@ type EventLog interface {
 	// events stored on any node). The events carry their payload. fn runs
 	// on the storing path: it must not block or call back into the log.
 	OnStored(fn func([]Event))
+
+	// CountDue and ListAllEvents are the operator view's summaries (see
+	// stats.go): scans for operators, never for a hot path.
+	CountDue(dueMs, overdueMs int64) (DueCounts, error)
+	ListAllEvents(accountID string, f EventFilter, p Page) ([]AccountEvent, int, error)
 
 	// Ready loads a lease's state and event before its attempt (false:
 	// nothing to attempt; the lease is ended).

@@ -44,6 +44,9 @@ type deliveries struct {
 	sched     *scheduler
 	w         *writer
 
+	// clock is cfg.Now, read by the writer while start may set it.
+	clock atomic.Pointer[func() time.Time]
+
 	// watchers are told of released events (OnStored); copy on write.
 	watchers atomic.Pointer[[]func([]Event)]
 	watchMu  sync.Mutex
@@ -60,6 +63,7 @@ type deliveries struct {
 	}
 	stop     chan struct{}
 	wg       sync.WaitGroup // scheduler, sweeper
+	spill    sync.WaitGroup // records waiting for room in the writer's queue
 	writerWG sync.WaitGroup
 	stopOnce sync.Once
 	endOnce  sync.Once
@@ -78,6 +82,8 @@ type dlMetrics struct {
 func newDeliveries(db *DB) *deliveries {
 	dl := &deliveries{db: db, flights: newInflight(), stop: make(chan struct{}),
 		cfg: DeliveryConfig{Now: time.Now, Logger: db.log}, log: db.log.With("component", "delivery")}
+	now := time.Now
+	dl.clock.Store(&now)
 	set := metrics.NewSet()
 	dl.m = &dlMetrics{
 		set:          set,
@@ -99,7 +105,7 @@ func newDeliveries(db *DB) *deliveries {
 	return dl
 }
 
-func (dl *deliveries) now() time.Time { return dl.cfg.Now() }
+func (dl *deliveries) now() time.Time { return (*dl.clock.Load())() }
 
 // end stops everything (DB.Close): no lease goes out, the writer records
 // what it was given and stops.
@@ -109,6 +115,7 @@ func (dl *deliveries) end() {
 		dl.outbox.Lock()
 		dl.outbox.closed = true
 		dl.outbox.Unlock()
+		dl.spill.Wait() // records waiting for room are in, or refused
 		close(dl.w.quit)
 		dl.writerWG.Wait()
 	})
@@ -136,6 +143,7 @@ func (dl *deliveries) start(cfg DeliveryConfig) {
 	}
 	dl.mu.started = true
 	dl.cfg = cfg
+	dl.clock.Store(&cfg.Now)
 	dl.wg.Add(2)
 	go func() { defer dl.wg.Done(); dl.sched.run(dl.stop) }()
 	go func() { defer dl.wg.Done(); dl.sweepLoop(dl.stop) }()
@@ -146,9 +154,11 @@ func (d *DB) StopDeliveries(ctx context.Context) { d.dl.StopDeliveries(ctx) }
 
 func (dl *deliveries) StopDeliveries(context.Context) {
 	dl.stopOnce.Do(func() {
+		dl.releaseMu.Lock() // no committed call is handing out a lease
 		dl.mu.Lock()
 		dl.cfg.Deliver = nil // new events are no longer handed out
 		dl.mu.Unlock()
+		dl.releaseMu.Unlock()
 		close(dl.stop)
 		dl.wg.Wait()
 	})
@@ -163,8 +173,34 @@ func (dl *deliveries) deliverFunc() (func(*Lease) bool, time.Duration) {
 }
 
 // submit hands a record to the writer; false after Close (or on a
-// read-only store): nothing is recorded.
+// read-only store): nothing is recorded. It does not block: when the
+// writer is behind, a goroutine waits with the record (callers include
+// nbio's poller, through held pushes' outcomes).
 func (dl *deliveries) submit(r *record) bool {
+	dl.outbox.RLock()
+	if dl.outbox.closed || dl.db.readOnly {
+		dl.outbox.RUnlock()
+		return false
+	}
+	select {
+	case dl.w.in <- r:
+		dl.outbox.RUnlock()
+		return true
+	default:
+	}
+	dl.spill.Add(1) // under the read lock: end waits for it
+	dl.outbox.RUnlock()
+	go func() {
+		defer dl.spill.Done()
+		if !dl.submitWait(r) {
+			dl.refuse(r)
+		}
+	}()
+	return true
+}
+
+// submitWait is submit, waiting for room in the writer's queue.
+func (dl *deliveries) submitWait(r *record) bool {
 	dl.outbox.RLock()
 	defer dl.outbox.RUnlock()
 	if dl.outbox.closed || dl.db.readOnly {
@@ -209,7 +245,7 @@ func (d *DB) Ready(l *Lease) bool {
 		return false
 	case err != nil:
 		dl.log.Error("cannot read event state", "event", l.EventID, "error", err)
-		d.Release(l, 0)
+		dl.releaseLater(l)
 		return false
 	case st.Status != StatusPending || st.NextAt == 0:
 		dl.repair(l, false)
@@ -229,7 +265,7 @@ func (d *DB) Ready(l *Lease) bool {
 		return false
 	case err != nil:
 		dl.log.Error("cannot read event", "event", l.EventID, "error", err)
-		d.Release(l, 0)
+		dl.releaseLater(l)
 		return false
 	}
 	l.State, l.Event = st, ev
@@ -251,6 +287,16 @@ func (d *DB) Record(l *Lease, change Change, done Recorded) {
 	}
 }
 
+// releaseLater gives a lease back after errorBackoff (a lasting read
+// error must not turn into a hot loop of attempts).
+func (dl *deliveries) releaseLater(l *Lease) {
+	time.AfterFunc(ErrorBackoff, func() { dl.db.Release(l, 0) })
+}
+
+// ErrorBackoff is how long a lease that met an error (reading its state
+// or settings) stays out before it is offered again.
+const ErrorBackoff = time.Second
+
 // Release implements Deliveries.
 func (d *DB) Release(l *Lease, dueMs int64) {
 	d.dl.flights.release(l.EventID)
@@ -265,7 +311,7 @@ func (d *DB) Release(l *Lease, dueMs int64) {
 // Update implements Deliveries.
 func (d *DB) Update(accountID, evtID string, change Change) error {
 	r := &record{accountID: accountID, evtID: evtID, change: change, wait: make(chan error, 1)}
-	if !d.dl.submit(r) {
+	if !d.dl.submitWait(r) {
 		d.dl.refuse(r)
 	}
 	return <-r.wait
@@ -281,6 +327,13 @@ func (d *DB) Submit(accountID, evtID string, change Change, done Recorded) {
 
 // InFlight implements Deliveries.
 func (d *DB) InFlight(evtID string) bool { return d.dl.flights.claimed(evtID) }
+
+// DeliveryStats implements Deliveries.
+func (d *DB) DeliveryStats() DeliveryStats {
+	dl := d.dl
+	return DeliveryStats{InFlight: dl.flights.len(), Backlog: len(dl.w.in), BacklogCap: cap(dl.w.in),
+		Stored: dl.m.stored.Get(), Expired: dl.m.swept.Get()}
+}
 
 // StableBound implements Deliveries.
 func (d *DB) StableBound(accountID string) string { return d.dl.flights.stableBound(accountID) }
@@ -308,17 +361,24 @@ func (d *DB) Append(accounts []string, build func(evtIDs []string) ([]Inbound, e
 	defer func() {
 		if v := recover(); v != nil {
 			if !resolved {
-				dl.committed(evts, fmt.Errorf("cannot store message: %v", v))
+				dl.committed(evts, 0, fmt.Errorf("cannot store message: %v", v))
 			}
 			panic(v)
 		}
 	}()
+	// The first due time is computed once, here: committed hands out (or
+	// points the scheduler at) exactly the due key stored.
+	_, delay := dl.deliverFunc()
 	items, err := build(evtIDs)
 	if err == nil && len(items) != len(accounts) {
 		err = fmt.Errorf("BUG: %d items for %d event ids", len(items), len(accounts))
 	}
+	for i := range items {
+		if err == nil && (items[i].Event.ID != evtIDs[i] || items[i].Event.AccountID != accounts[i]) {
+			err = fmt.Errorf("BUG: item %d is event %s of %s, not %s of %s", i, items[i].Event.ID, items[i].Event.AccountID, evtIDs[i], accounts[i])
+		}
+	}
 	if err == nil {
-		_, delay := dl.deliverFunc()
 		for i := range items {
 			evts[i] = items[i].Event
 			items[i].State = firstState(&items[i].Event, delay)
@@ -326,7 +386,7 @@ func (d *DB) Append(accounts []string, build func(evtIDs []string) ([]Inbound, e
 		err = d.StoreInbound(items)
 	}
 	resolved = true
-	dl.committed(evts, err)
+	dl.committed(evts, delay, err)
 	return err
 }
 
@@ -339,14 +399,14 @@ func firstState(ev *Event, delay time.Duration) EventState {
 
 // committed resolves new events' claims after their commit (err == nil:
 // durable) and hands out those now released.
-func (dl *deliveries) committed(evts []Event, err error) {
+func (dl *deliveries) committed(evts []Event, delay time.Duration, err error) {
 	dl.releaseMu.Lock()
 	defer dl.releaseMu.Unlock()
 	released := dl.flights.committed(evts, err == nil)
 	if err == nil {
 		dl.m.stored.Add(len(evts))
 	}
-	deliver, delay := dl.deliverFunc()
+	deliver, _ := dl.deliverFunc()
 	for i := range released {
 		ev := released[i]
 		st := firstState(&ev, delay) // the state Append stored

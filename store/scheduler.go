@@ -91,11 +91,6 @@ func (s *scheduler) run(stop <-chan struct{}) {
 // sleep before the next scan.
 func (s *scheduler) scan() time.Duration {
 	dl := s.dl
-	// Read under dl.mu: StopDeliveries clears it while a scan may run.
-	deliver, _ := dl.deliverFunc()
-	if deliver == nil {
-		return schedFullRescan // stopping: the stop channel ends the loop
-	}
 	s.mu.Lock()
 	from := s.mu.cursor
 	if time.Since(s.mu.lastFull) >= schedFullRescan {
@@ -105,10 +100,26 @@ func (s *scheduler) scan() time.Duration {
 	s.mu.lowered = nil
 	s.mu.Unlock()
 
+	// Deliver is read once: StopDeliveries clears it while a scan may be
+	// under way. Nothing is handed out on a store that cannot record an
+	// outcome (a failed store would have every due attempt made again
+	// and again until the process exits).
+	deliver, _ := dl.deliverFunc()
+	if deliver == nil || dl.db.writable() != nil {
+		s.mu.Lock()
+		s.mu.scanning = false
+		s.mu.Unlock()
+		return schedIdleMax
+	}
 	nowMs := dl.now().UnixMilli()
 	var next []byte // the cursor after this scan
 	blocked := false
 	err := dl.db.ScanDue(from, nowMs, func(e Due) bool {
+		select {
+		case <-dl.stop:
+			return false // stopping: the rest waits for the next start
+		default:
+		}
 		if !dl.flights.tryClaim(e.EventID) {
 			next = e.Key // claimed: its lease will lower the cursor if it is not done
 			return true

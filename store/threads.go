@@ -461,3 +461,4 @@ func (d *DB) backfillThreads() error {
 	}
 	return nil
 }
+var _ Threads = (*DB)(nil)

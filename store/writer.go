@@ -151,7 +151,7 @@ func (w *writer) commit(batch []*record) {
 		if err != nil {
 			rerr = err
 		}
-		if rerr != nil && r.lease != nil && r.lease.DueMs != 0 {
+		if rerr != nil && err == nil && r.lease != nil && r.lease.DueMs != 0 {
 			// Nothing written: the due entry that brought the lease is
 			// still there; the scan must not stand past it.
 			if dk := dueKey(r.lease.DueMs, r.evtID); lowest == nil || string(dk) < string(lowest) {
@@ -173,7 +173,9 @@ func (w *writer) commit(batch []*record) {
 			r.wait <- rerr
 		}
 	}
-	if lowest != nil {
+	// A failed commit fails the store: nothing is lowered (the scheduler
+	// stops handing out leases on a store that cannot record them).
+	if lowest != nil && err == nil {
 		dl.sched.lower(lowest)
 	}
 }

@@ -242,6 +242,13 @@ func testServeDev(t *testing.T, bin string) {
 	if st, _ := get("/readyz", ""); st != http.StatusOK {
 		t.Fatalf("readyz %d", st)
 	}
+	// The console's files are in the binary, and the banner points at it.
+	if st, body := get("/console/app.js", ""); st != http.StatusOK || !strings.Contains(body, "sessionStorage") {
+		t.Fatalf("GET /console/app.js: %d", st)
+	}
+	if !strings.Contains(out.String(), base+"/console") {
+		t.Errorf("the dev banner does not name the console:\n%s", out)
+	}
 	// The admin API is off without a token.
 	if st, body := get("/admin/v1/accounts", "x"); st != http.StatusForbidden {
 		t.Fatalf("admin without --admin-token: %d %s", st, body)

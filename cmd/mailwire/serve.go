@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -56,6 +58,11 @@ type serveConfig struct {
 	MinFreeDisk         string
 	HTTPMaxConnsPerIP   int
 	SMTPMaxConnsPerIP   int
+	NATSURL             string
+	NodeName            string
+	NATSReplicas        int
+	NATSCreds           string
+	NATSTLSCA           string
 	LogLevel            string
 	LogFormat           string
 	ShutdownTimeout     time.Duration
@@ -97,6 +104,11 @@ func serveFlags(c *serveConfig) *flag.FlagSet {
 	fs.StringVar(&c.MinFreeDisk, "min-free-disk", "1GiB,5%", "below this free space under --data-dir (`size`, a percentage, or both: the smaller) ingest is refused (452 / 507) while everything else keeps working")
 	fs.IntVar(&c.HTTPMaxConnsPerIP, "http-max-conns-per-ip", app.DefaultHTTPMaxConnsPerIP, "concurrent HTTP/WebSocket connections from one client address (0: no cap, e.g. behind a proxy)")
 	fs.IntVar(&c.SMTPMaxConnsPerIP, "smtp-max-conns-per-ip", 100, "concurrent SMTP sessions from one client address; more get 421")
+	fs.StringVar(&c.NATSURL, "nats-url", "", "cluster mode: the NATS JetStream servers (`urls`, comma-separated); without it the node runs alone on Pebble (docs/CLUSTER.md)")
+	fs.StringVar(&c.NodeName, "node-name", "", "this node's `name` in the cluster (default: host name + HTTP port)")
+	fs.IntVar(&c.NATSReplicas, "nats-replicas", 3, "replicas of every stream and bucket (1 for a single dev NATS server)")
+	fs.StringVar(&c.NATSCreds, "nats-creds", "", "NATS credentials `file` for a secured NATS")
+	fs.StringVar(&c.NATSTLSCA, "nats-tls-ca", "", "CA certificate `file` to verify a NATS server's TLS certificate")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown may take before connections are dropped")
@@ -150,6 +162,20 @@ func (c *serveConfig) validate() error {
 	check(derr == nil, "--min-free-disk %q: %v", c.MinFreeDisk, derr)
 	check(c.HTTPMaxConnsPerIP >= 0, "--http-max-conns-per-ip must not be negative")
 	check(c.SMTPMaxConnsPerIP >= 1, "--smtp-max-conns-per-ip must be at least 1")
+	if c.NATSURL != "" {
+		for _, u := range strings.Split(c.NATSURL, ",") {
+			pu, err := url.Parse(strings.TrimSpace(u))
+			check(err == nil && (pu.Scheme == "nats" || pu.Scheme == "tls" || pu.Scheme == "ws" || pu.Scheme == "wss") && pu.Host != "",
+				"--nats-url %q is not a NATS URL (nats://host:port)", u)
+		}
+	}
+	check(c.NATSReplicas >= 1 && c.NATSReplicas <= 5, "--nats-replicas must be between 1 and 5")
+	for flag, f := range map[string]string{"--nats-creds": c.NATSCreds, "--nats-tls-ca": c.NATSTLSCA} {
+		if f != "" {
+			_, err := os.Stat(f)
+			check(err == nil, "%s %q: %v", flag, f, err)
+		}
+	}
 	_, lerr := parseLevel(c.LogLevel)
 	check(lerr == nil, "--log-level %q: want debug, info, warn or error", c.LogLevel)
 	check(c.LogFormat == "text" || c.LogFormat == "json", "--log-format %q: want text or json", c.LogFormat)
@@ -158,6 +184,19 @@ func (c *serveConfig) validate() error {
 		return errors.New("invalid configuration:\n  " + strings.Join(p, "\n  "))
 	}
 	return nil
+}
+
+// nodeName is --node-name, by default the host name and the HTTP port.
+func (c *serveConfig) nodeName() string {
+	if c.NodeName != "" {
+		return c.NodeName
+	}
+	host, _ := os.Hostname()
+	_, port, _ := net.SplitHostPort(c.HTTPAddr)
+	if port == "0" { // picked at start: the process id tells nodes apart
+		port = "pid" + strconv.Itoa(os.Getpid())
+	}
+	return host + "-" + port
 }
 
 // diskThreshold parses --min-free-disk: a size, a percentage, or both
@@ -284,8 +323,10 @@ func startNode(c *serveConfig, log *slog.Logger, out *os.File) (*app.App, error)
 		MinFreeDisk:         threshold,
 		HTTPMaxConnsPerIP:   c.HTTPMaxConnsPerIP,
 		SMTPMaxConnsPerIP:   c.SMTPMaxConnsPerIP,
-		Version:             version,
-		Logger:              log,
+		NATS: app.NATSConfig{URL: c.NATSURL, Node: c.nodeName(), Replicas: c.NATSReplicas,
+			CredsFile: c.NATSCreds, TLSCA: c.NATSTLSCA},
+		Version: version,
+		Logger:  log,
 	})
 	if err != nil {
 		return nil, err
@@ -356,6 +397,7 @@ mailwire is running (dev mode).
 
   API key:   %s%s
   Inbox:     %s  <%s>
+  Console:   %s/console  (sign in with the API key)
 
 Listen for events (in another terminal):
   ./bin/mailwire listen --server %s --token %s
@@ -363,7 +405,7 @@ Listen for events (in another terminal):
 Send a message over HTTP:
   curl -s -X POST %s/v1/inboxes/%s/inbound -H 'Authorization: Bearer %s' \
     -H 'Content-Type: application/json' -d '{"from":"you@example.com","subject":"Hello","text":"It works."}'
-`, key, keyNote, inboxID, addr, base, key, base, inboxID, key)
+`, key, keyNote, inboxID, addr, base, base, key, base, inboxID, key)
 	if smtpAddr != "" {
 		fmt.Fprintf(out, `
 Or over SMTP:

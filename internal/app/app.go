@@ -21,9 +21,11 @@ import (
 	"github.com/mailwire/mailwire/engine"
 	"github.com/mailwire/mailwire/engine/ws"
 	"github.com/mailwire/mailwire/ingest"
+	"github.com/mailwire/mailwire/internal/cluster"
 	"github.com/mailwire/mailwire/internal/limits"
 	"github.com/mailwire/mailwire/mailparse"
 	"github.com/mailwire/mailwire/store"
+	"github.com/mailwire/mailwire/store/jsstore"
 )
 
 // Config is every setting of a node (CONFIG.md's `serve` flags).
@@ -60,8 +62,21 @@ type Config struct {
 	// the default, 100).
 	HTTPMaxConnsPerIP int
 	SMTPMaxConnsPerIP int
-	Version           string
-	Logger            *slog.Logger
+	// NATS, when NATS.URL is set, makes the node one of a cluster on NATS
+	// JetStream (docs/CLUSTER.md) instead of a node on its own Pebble
+	// store.
+	NATS    NATSConfig
+	Version string
+	Logger  *slog.Logger
+}
+
+// NATSConfig is the cluster flags (--nats-*, --node-name).
+type NATSConfig struct {
+	URL       string
+	Node      string
+	Replicas  int
+	CredsFile string
+	TLSCA     string
 }
 
 // App is a running node.
@@ -74,6 +89,7 @@ type App struct {
 	Engine   *engine.Server
 	SMTP     smtpServer // nil when disabled
 	Limits   engine.Limits
+	cluster  *cluster.Pusher // nil on one node
 
 	writable  chan struct{}
 	stopWatch chan struct{}
@@ -113,13 +129,7 @@ func Start(cfg Config) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	readOnly := lim.Disk != nil && tooFullToOpen(cfg.DataDir, lim.Disk)
-	if readOnly {
-		log.Error("the disk is too full to open the store for writing: serving read-only (ingest refused, no deliveries) until space comes back",
-			"dir", cfg.DataDir, "free_bytes", lim.Disk.Free())
-	}
-	db, err := store.Open(store.Options{Dir: cfg.DataDir, FS: cfg.FS, Logger: log, MaxEventBytes: cfg.MaxEventBytes,
-		MaxOpenFiles: pebbleFiles, ReadOnly: readOnly})
+	db, js, readOnly, err := openStore(cfg, lim, log)
 	if err != nil {
 		lim.Disk.Stop()
 		return nil, err
@@ -161,7 +171,18 @@ func Start(cfg Config) (*App, error) {
 	if readOnly {
 		a.watchDisk()
 	}
-	disp.SetPusher(srv.Pusher())
+	var pusher delivery.Pusher = srv.Pusher()
+	if js != nil {
+		// The node pushes what it reads from the shared log to its own
+		// sockets, and attempts learn what every node wrote.
+		a.cluster = cluster.New(js, pusher, cluster.Config{FirstDelay: cfg.RetrySchedule[0], Metrics: dset, Logger: log})
+		if err := a.cluster.Start(); err != nil {
+			a.stop(context.Background())
+			return nil, fmt.Errorf("cannot join the cluster: %w", err)
+		}
+		pusher = a.cluster
+	}
+	disp.SetPusher(pusher)
 	disp.Start()
 	if err := srv.Start(); err != nil {
 		a.stop(context.Background())
@@ -209,6 +230,33 @@ func (a *App) watchDisk() {
 			}
 		}
 	}()
+}
+
+// openStore opens the node's store: the cluster's JetStream store when
+// NATS is configured, else Pebble in the data directory (read-only when
+// the disk is too full to open it for writing).
+func openStore(cfg Config, lim engine.Limits, log *slog.Logger) (store.Store, *jsstore.Store, bool, error) {
+	if cfg.NATS.URL != "" {
+		js, err := jsstore.Open(jsstore.Options{URL: cfg.NATS.URL, Node: cfg.NATS.Node, Replicas: cfg.NATS.Replicas,
+			CredsFile: cfg.NATS.CredsFile, TLSCA: cfg.NATS.TLSCA, MaxEventBytes: cfg.MaxEventBytes,
+			Retention: max(cfg.Retention, cfg.FailedRetention), Logger: log})
+		if err != nil {
+			return nil, nil, false, err
+		}
+		log.Info("cluster store open", "nats", cfg.NATS.URL, "node", cfg.NATS.Node, "replicas", cfg.NATS.Replicas)
+		return js, js, false, nil
+	}
+	readOnly := lim.Disk != nil && tooFullToOpen(cfg.DataDir, lim.Disk)
+	if readOnly {
+		log.Error("the disk is too full to open the store for writing: serving read-only (ingest refused, no deliveries) until space comes back",
+			"dir", cfg.DataDir, "free_bytes", lim.Disk.Free())
+	}
+	db, err := store.Open(store.Options{Dir: cfg.DataDir, FS: cfg.FS, Logger: log, MaxEventBytes: cfg.MaxEventBytes,
+		MaxOpenFiles: pebbleFiles, ReadOnly: readOnly})
+	if err != nil {
+		return nil, nil, false, err
+	}
+	return db, nil, readOnly, nil
 }
 
 // tooFullToOpen reports whether the free space under dir is too little
@@ -271,6 +319,9 @@ func (a *App) stop(ctx context.Context) error {
 	}
 	_ = a.Delivery.Shutdown(ctx) // its error is Quiesce's, reported above
 	errs = append(errs, a.Engine.Shutdown(ctx))
+	if a.cluster != nil {
+		a.cluster.Stop()
+	}
 	errs = append(errs, a.DB.Close())
 	a.Limits.Disk.Stop()
 	return errors.Join(errs...)
@@ -295,7 +346,7 @@ func newLimits(cfg Config, set *metrics.Set, log *slog.Logger) (engine.Limits, e
 	}
 	l.HTTP = limits.NewGate("http", fds, perIP)
 	l.Descriptors = fds
-	if cfg.FS == nil { // a data directory on the OS's filesystem to watch
+	if cfg.FS == nil && cfg.NATS.URL == "" { // a data directory on the OS's filesystem to watch
 		t := cfg.MinFreeDisk
 		if t == (limits.DiskThreshold{}) {
 			t = limits.DefaultDiskThreshold

@@ -414,7 +414,9 @@ func (l *Listener) forward(ctx context.Context, f frame) error {
 	for n := 0; ; n++ {
 		start := time.Now()
 		status, err := l.post(ctx, f)
-		took := time.Since(start).Round(time.Millisecond)
+		// Always in milliseconds ("0ms", not Go's "0s" for a zero
+		// duration): scripts parse these lines.
+		took := fmt.Sprintf("%dms", time.Since(start).Milliseconds())
 		what := fmt.Sprintf("--> %s %s %s", f.EventID, f.Event, s.Message.To)
 		if err == nil && status/100 == 2 {
 			l.logf("%s [%d] %s", what, status, took)

@@ -78,6 +78,9 @@ func Start(t testing.TB, mods ...func(*app.Config)) *Server {
 	t.Helper()
 	s := &Server{t: t, Dir: t.TempDir()}
 	s.cfg = DefaultConfig(s.Dir)
+	if m := clusterFromEnv(t); m != nil {
+		mods = append([]func(*app.Config){m}, mods...)
+	}
 	for _, m := range mods {
 		m(&s.cfg)
 	}

@@ -1,0 +1,108 @@
+package jsstore
+
+import "time"
+
+// Every stream, bucket, consumer, subject, limit and timeout of the
+// cluster store, each with why (docs/CLUSTER.md explains the layout).
+
+// Streams and their subjects.
+const (
+	// streamEvents is the event log: one message per event, subject
+	// subjEvent.<account>.<inbox>, Nats-Msg-Id = the event id (a retried
+	// publish is stored once). Headers carry the ids; the body is the
+	// rendered payload (head and tail, at most --max-event-bytes). The
+	// stream sequence is the log's order: replay and the pull API read
+	// an account's events in it.
+	streamEvents = "MW_EVENTS"
+	subjEvent    = "mw.evt"
+	// streamMessages holds the parsed messages with their raw bytes and
+	// attachments (inline when the record fits a NATS message, else in
+	// the blob object store), subject subjMessage.<account>.<inbox>,
+	// Nats-Msg-Id = the message id. Written before the message's event.
+	streamMessages = "MW_MSGS"
+	subjMessage    = "mw.msg"
+	// streamDue is the retry timer wheel: a schedule message per event
+	// with a next attempt (subject subjSched.<event>, latest wins) fires
+	// a due message (subjDue.<event>) at its time; a work queue: a due
+	// message is gone once a node acked its attempt.
+	streamDue = "MW_DUE"
+	subjSched = "mw.sched"
+	subjDue   = "mw.due"
+)
+
+// Key-value buckets and object stores.
+const (
+	// bucketDir is the directory: accounts, key records and hashes,
+	// inboxes, mailbox names, webhooks. Every node watches it whole into
+	// memory (revocations and deletions reach every node through it).
+	bucketDir = "MW_DIR"
+	// bucketState is the delivery state of each event that had an
+	// attempt (absent: the initial state), with its attempt records;
+	// changed by compare-and-set only. Read from the stream leader (no
+	// direct gets), so a read after a write sees it.
+	bucketState = "MW_STATE"
+	// bucketIdem maps an inbox's idempotency key hash to its stored
+	// reply, for idemTTL.
+	bucketIdem = "MW_IDEM"
+	// bucketNodes is the node membership: each node refreshes its key
+	// every nodeBeat; a key idle for nodeTTL is gone.
+	bucketNodes = "MW_NODES"
+	// bucketBlobs holds record parts too large for one NATS message
+	// (raw bytes, attachments, long bodies), chunked by the object store.
+	bucketBlobs = "MW_BLOBS"
+)
+
+// Durable consumers, shared by every node.
+const (
+	// consumerFirst hands each new event of streamEvents to one node for
+	// its first attempt.
+	consumerFirst = "mw-first"
+	// consumerDue hands each fired due message to one node.
+	consumerDue = "mw-due"
+)
+
+// Core NATS subjects of the nodes' requests to each other.
+const (
+	// subjReport asks every node what it wrote of an event it fanned out
+	// from the log (the first attempt's outcome).
+	subjReport = "mw.rpc.report"
+	// subjPush asks every node to push an attempt to its sockets.
+	subjPush = "mw.rpc.push"
+)
+
+// Limits and timeouts.
+const (
+	// dedupWindow is the streams' Nats-Msg-Id window: far longer than a
+	// publish is ever retried (ids are unique by construction beyond it).
+	dedupWindow = 10 * time.Minute
+	// idemTTL is how long an Idempotency-Key's reply is kept (the single
+	// node keeps it with the inbox).
+	idemTTL = 24 * time.Hour
+	// nodeBeat and nodeTTL: membership refresh and expiry.
+	nodeBeat = 2 * time.Second
+	nodeTTL  = 8 * time.Second
+	// ackWaitFirst and ackWaitDue: a lease not recorded within this is
+	// handed to another node (the node died). Above the longest attempt:
+	// the webhook timeout (15 s default) plus a held push.
+	ackWait = 45 * time.Second
+	// maxLeases bounds the leases out at once over the cluster, per
+	// durable consumer.
+	maxLeases = 20000
+	// fetchBatch is how many leases one pull asks for.
+	fetchBatch = 256
+	// publishTimeout bounds one publish (with its retries); past it the
+	// write is reported unavailable (it may still have been stored: the
+	// client's retry is deduplicated by Msg-Id).
+	publishTimeout = 10 * time.Second
+	// reportWait bounds how long a node waits for its fan-out to reach an
+	// event before it answers a report, and how long the owner waits for
+	// the answers.
+	reportWait = 5 * time.Second
+	// inlineMax is the largest message record stored in one NATS message;
+	// larger parts go to the object store (the server's max_payload,
+	// 1 MiB by default, minus room for headers).
+	inlineMax = 896 << 10
+	// catchUpWait bounds waiting for the local index to reach the log's
+	// end when an id is not in it yet (read-your-writes across nodes).
+	catchUpWait = 5 * time.Second
+)
