@@ -22,7 +22,9 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *req) error {
 		return err
 	}
 	if q.after == "" {
-		q.after = s.pullStart(r.accountID)
+		if q.after, err = s.pullStart(r.accountID); err != nil {
+			return err
+		}
 	}
 	holdable := wait > 0 && r.Method == http.MethodGet
 	h := s.puller.newHeld(q, wait, !r.Close)
@@ -130,7 +132,10 @@ func (s *Server) waitEvents(ctx context.Context, q pullQuery, wait time.Duration
 		return pullPage{}, errDraining
 	}
 	if q.after == "" {
-		q.after = s.pullStart(q.accountID)
+		var err error
+		if q.after, err = s.pullStart(q.accountID); err != nil {
+			return pullPage{}, err
+		}
 	}
 	if q.limit <= 0 || q.limit > maxListLimit {
 		q.limit = maxListLimit

@@ -110,7 +110,10 @@ func TestPullAPI(t *testing.T) {
 		t.Errorf("payload %v", ev)
 	}
 	// A later "no after" pull starts after everything stored.
-	if p := pull(t, s, a.Key, nil); len(p.Data) != 0 || p.Cursor < sent[4] {
+	// (Ids follow stored order only on one Pebble node; a cluster's order
+	// is its log's, so the id comparisons below are Pebble's.)
+	pebble := !testserver.OnNATSEnv()
+	if p := pull(t, s, a.Key, nil); len(p.Data) != 0 || (pebble && p.Cursor < sent[4]) {
 		t.Errorf("no after, later: %+v (cursor must be past %s)", p, sent[4])
 	}
 
@@ -131,7 +134,7 @@ func TestPullAPI(t *testing.T) {
 	if !slices.Equal(f.ids(), []string{sent[1], sent[3]}) {
 		t.Fatalf("inboxId=%s: %v", in2, f.ids())
 	}
-	if f.Cursor < sent[4] {
+	if pebble && f.Cursor < sent[4] {
 		t.Errorf("a filtered pull that examined everything must move its cursor past the skipped events: %s < %s", f.Cursor, sent[4])
 	}
 	if p := pull(t, s, a.Key, vals("after", f.Cursor, "inboxId", in2)); len(p.Data) != 0 {
@@ -493,7 +496,7 @@ func TestPullNoGapNoDuplicateUnderIngest(t *testing.T) {
 			if len(p.Data) > 0 && p.Cursor != p.ids()[len(p.Data)-1] && filter == "" {
 				t.Errorf("cursor %s is not the last event returned %s", p.Cursor, p.ids()[len(p.Data)-1])
 			}
-			if p.Cursor < cursor {
+			if p.Cursor < cursor && !testserver.OnNATSEnv() {
 				t.Errorf("the cursor went back: %s after %s", p.Cursor, cursor)
 			}
 			got = append(got, p.ids()...)
@@ -512,7 +515,7 @@ func TestPullNoGapNoDuplicateUnderIngest(t *testing.T) {
 
 	check := func(name string, got []string, want func(inbox string) bool) {
 		t.Helper()
-		if !sort.StringsAreSorted(got) {
+		if !sort.StringsAreSorted(got) && !testserver.OnNATSEnv() {
 			t.Errorf("%s: not in stored order", name)
 		}
 		seen := map[string]bool{}

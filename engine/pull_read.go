@@ -89,25 +89,42 @@ func (s *Server) pullRead(q *pullQuery) (pullPage, error) {
 		// The scan stopped at its bound on examined events (a narrow
 		// filter): resume after the last one examined, matching or not.
 		p.cursor = more
-	case q.filtered() && reachedBound:
+	case q.filtered() && reachedBound && bound != "":
 		// Everything below the bound was examined; the filter skipped
 		// the rest: move past it, so a narrow filter does not rescan.
 		p.cursor = ids.Pred(ids.Event, bound)
 	case len(evs) > 0:
 		p.cursor = evs[len(evs)-1].ID
 	}
-	if p.cursor < q.after {
+	if bound != "" && p.cursor < q.after {
+		// Ids are in stored order only on a store with a bound.
 		p.cursor = q.after
 	}
 	return p, nil
 }
 
-// pullStart is the cursor of a pull without one: "now", just below the
-// account's stable bound. Every event already durable is behind it, and
-// one still being stored (at or above the bound) ahead of it, so the
-// next pull from this cursor sees it.
-func (s *Server) pullStart(accountID string) string {
-	return ids.Pred(ids.Event, s.deps.Delivery.StableBound(accountID))
+// pullStart is the cursor of a pull without one: "now". On a store with
+// a stable bound (Pebble: ids in stored order), just below the bound:
+// every event already durable is behind it, and one still being stored
+// (at or above the bound) ahead of it, so the next pull from this cursor
+// sees it. A store without one (the cluster store: its order is the
+// log's, StableBound is "") positions a cursor by the event it names:
+// "now" is the account's newest event there, or, for an account with no
+// event yet, an id of the present moment (which that store resumes by
+// time; an event stored at the same moment on another node, with an
+// earlier id, may fall behind it).
+func (s *Server) pullStart(accountID string) (string, error) {
+	if bound := s.deps.Delivery.StableBound(accountID); bound != "" {
+		return ids.Pred(ids.Event, bound), nil
+	}
+	evs, _, err := s.deps.DB.ListEvents(accountID, store.EventFilter{}, store.Page{Limit: 1})
+	if err != nil {
+		return "", err
+	}
+	if len(evs) > 0 {
+		return evs[0].ID, nil
+	}
+	return ids.Pred(ids.Event, ids.NewAt(ids.Event, time.Now())), nil
 }
 
 // appendPullBody appends the answer's JSON: {"data":[...],"cursor":...}.
