@@ -49,6 +49,8 @@ func (s *Server) routes() *router {
 	rt.add("GET /v1/events/{id}", authAccount, s.getEvent)
 	rt.add("POST /v1/events/{id}/redeliver", authAccount, s.redeliver)
 
+	rt.add("POST /v1/mcp", authAccount, s.mcp) // MCP, streamable HTTP (stateless: GET and DELETE are 405)
+
 	rt.add("POST /admin/v1/accounts", authAdmin, s.adminCreateAccount)
 	rt.add("GET /admin/v1/accounts", authAdmin, s.adminListAccounts)
 	rt.add("GET /admin/v1/accounts/{id}/api-keys", authAdmin, s.adminListKeys)

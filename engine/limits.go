@@ -7,6 +7,9 @@ const (
 	// maxJSONBody bounds every JSON control-plane request body: they are
 	// small objects; 1 MiB leaves room and stops abuse early.
 	maxJSONBody = 1 << 20
+	// maxMCPBody is the largest POST /v1/mcp (one JSON-RPC message or a
+	// batch of tool calls; tool arguments are small).
+	maxMCPBody = 1 << 20
 	// httpHeaderSlack is added to the largest body to form nbhttp's
 	// ReadLimit (the most it buffers for one request).
 	httpHeaderSlack = 64 << 10

@@ -114,6 +114,9 @@ type Deps struct {
 	Ingest   *ingest.Service
 	Delivery *delivery.Dispatcher
 	Limits   Limits
+	// MCP serves POST /v1/mcp (internal/mcpserver.Handler) once the route
+	// has authenticated the Bearer key; nil answers 404.
+	MCP http.Handler
 }
 
 // Limits are the resource budgets the HTTP edge enforces (shared with

@@ -110,6 +110,9 @@ func New(exe string, lim Limits) (*Extractor, error) {
 	return &Extractor{exe: exe, lim: lim, sem: make(chan struct{}, lim.Concurrent)}, nil
 }
 
+// MaxInput is the largest PDF Extract accepts (bytes).
+func (e *Extractor) MaxInput() int { return e.lim.MaxInput }
+
 // Result is an extraction's text.
 type Result struct {
 	Text string
