@@ -461,4 +461,5 @@ func (d *DB) backfillThreads() error {
 	}
 	return nil
 }
+
 var _ Threads = (*DB)(nil)
