@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"strconv"
@@ -119,72 +118,3 @@ func (s *Server) ackEvents(w http.ResponseWriter, r *req) error {
 	return writeJSON(w, http.StatusOK, res)
 }
 
-// errTooManyWaits: an in-process caller (MCP) has too many waits.
-var errTooManyWaits = errors.New("too many waiting requests for this account; retry shortly")
-
-// waitEvents is the pull API for in-process callers (/v1/mcp): it reads
-// the events after q.after and, when there are none, blocks its caller
-// (an MCP handler: the SDK answers from it) until one is stored, wait
-// passes, ctx ends or the server drains. It shares the pull hub (and its
-// per-account cap) with held HTTP requests; q.after "" means now.
-func (s *Server) waitEvents(ctx context.Context, q pullQuery, wait time.Duration) (pullPage, error) {
-	if s.draining.Load() {
-		return pullPage{}, errDraining
-	}
-	if q.after == "" {
-		var err error
-		if q.after, err = s.pullStart(q.accountID); err != nil {
-			return pullPage{}, err
-		}
-	}
-	if q.limit <= 0 || q.limit > maxListLimit {
-		q.limit = maxListLimit
-	}
-	if wait <= 0 {
-		return s.pullRead(&q)
-	}
-	p := s.puller
-	if p.inProcess.Add(1) > maxInProcessWaits {
-		p.inProcess.Add(-1)
-		return pullPage{}, errTooManyWaits
-	}
-	defer p.inProcess.Add(-1)
-	woken := make(chan bool, 1)
-	w := &pull.Waiter{AccountID: q.accountID, Deadline: time.Now().Add(wait), Wake: func(final bool) {
-		select {
-		case woken <- final:
-		default:
-		}
-	}}
-	if q.filtered() {
-		w.Match = q.match
-	}
-	addErr := p.hub.Add(w)
-	defer p.hub.Done(w)
-	final := addErr != nil
-	for {
-		page, err := s.pullRead(&q)
-		if err != nil || len(page.events) > 0 {
-			return page, err
-		}
-		if final {
-			if errors.Is(addErr, pull.ErrTooMany) {
-				return page, errTooManyWaits
-			}
-			return page, nil
-		}
-		q.after = page.cursor
-		switch p.hub.Arm(w) {
-		case pull.Armed:
-			select {
-			case final = <-woken:
-			case <-ctx.Done():
-				p.hub.Cancel(w)
-				return page, ctx.Err()
-			}
-		case pull.Retry:
-		case pull.Final, pull.Gone:
-			final = true
-		}
-	}
-}

@@ -61,8 +61,4 @@ const (
 	pullRetryAfter = 1
 	// maxAckIDs bounds one POST /v1/events/ack.
 	maxAckIDs = 1000
-	// maxInProcessWaits bounds the in-process waits of /v1/mcp's
-	// wait_for_email: each holds a handler worker (the MCP SDK answers
-	// from its handler), unlike a held pull request.
-	maxInProcessWaits = 256
 )
