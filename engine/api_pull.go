@@ -117,4 +117,3 @@ func (s *Server) ackEvents(w http.ResponseWriter, r *req) error {
 	}
 	return writeJSON(w, http.StatusOK, res)
 }
-

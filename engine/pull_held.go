@@ -46,7 +46,6 @@ type puller struct {
 	done   chan struct{} // the dispatcher ended
 	held   sync.WaitGroup
 
-
 	m pullMetrics
 }
 
