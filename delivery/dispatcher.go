@@ -295,13 +295,41 @@ func (d *Dispatcher) Replayed(accountID, evtID string, at time.Time) {
 	}
 }
 
-// Ack records a client's ack of an event of the account; it returns once
-// it is durable. A pending event becomes delivered (PROTOCOL.md §6).
+// Ack records a client's WebSocket ack of an event of the account; it
+// returns once it is durable. A pending event becomes delivered
+// (PROTOCOL.md §6), and so does a failed one (the client has it).
 func (d *Dispatcher) Ack(accountID, evtID string) error {
 	if err := d.ready(); err != nil {
 		return err
 	}
 	return d.store.Update(accountID, evtID, d.change(&outcome{kind: kindAck}))
+}
+
+// AckPulled records acks made through the pull API (POST
+// /v1/events/ack) of events of the account and returns, once they are
+// durable, each one's error (store.ErrNotFound for an id of no event of
+// the account). A pending or failed event becomes delivered via "pull"
+// (an event awaiting a WebSocket ack, via the WebSocket attempt it
+// settles). The acks are submitted together, so they share commits.
+func (d *Dispatcher) AckPulledAll(accountID string, evtIDs []string) []error {
+	errs := make([]error, len(evtIDs))
+	if err := d.ready(); err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
+	}
+	change := d.change(&outcome{kind: kindAck, channel: store.ChannelPull})
+	var wg sync.WaitGroup
+	wg.Add(len(evtIDs))
+	for i, id := range evtIDs {
+		d.store.Submit(accountID, id, change, func(_, _ store.EventState, err error) {
+			errs[i] = err
+			wg.Done()
+		})
+	}
+	wg.Wait()
+	return errs
 }
 
 // Redeliver starts a new delivery cycle for an event of the account: the

@@ -11,10 +11,10 @@ import (
 type outcome struct {
 	kind outcomeKind
 	// attempt fields (kindAttempt)
-	n        int   // attempt number (1-based, over all cycles)
-	cycle    int   // CycleStart when the attempt started
-	startMs  int64 // when the attempt started
-	channel  string
+	n        int    // attempt number (1-based, over all cycles)
+	cycle    int    // CycleStart when the attempt started
+	startMs  int64  // when the attempt started
+	channel  string // the attempt's; for kindAck the ack's ("" = websocket)
 	ok       bool
 	awaitAck bool // ok on WebSocket, but an ack is required
 	status   int
@@ -22,11 +22,19 @@ type outcome struct {
 	duration time.Duration
 }
 
+// ackChannel is the channel an ack came through (kindAck).
+func (o *outcome) ackChannel() string {
+	if o.channel == "" {
+		return store.ChannelWebSocket
+	}
+	return o.channel
+}
+
 type outcomeKind uint8
 
 const (
 	kindAttempt    outcomeKind = iota + 1 // an attempt finished
-	kindAck                               // a client acked the event
+	kindAck                               // a client acked the event (WebSocket frame or POST /v1/events/ack)
 	kindAckTimeout                        // the ack deadline passed
 	kindRedeliver                         // start a new cycle now
 	kindReplayed                          // a replay wrote the event to a connection that does not ack
@@ -50,22 +58,31 @@ func (p policy) apply(st store.EventState, o *outcome, nowMs int64) (store.Event
 			st.AckedAt = nowMs
 		}
 		st.LastAckAt = nowMs
-		if st.Status != store.StatusPending {
+		switch st.Status {
+		case store.StatusFailed:
+			// The ack is the truth: a client has the event, whatever the
+			// schedule concluded (a pull consumer that runs every few
+			// minutes finds its events failed before it acks them).
+			settle(&st, o.ackChannel())
+			return st, nil
+		case store.StatusPending:
+		default:
 			return st, nil
 		}
 		// An ack of a pending event settles it (PROTOCOL.md §6): the
 		// client has it, whatever brought it (a live push, a replay, an
-		// earlier attempt); the remaining retries are cancelled. It may
-		// also come before the outcome of the attempt it acks (LastAckAt
-		// settles that attempt in applyAttempt).
-		var a *store.Attempt
+		// earlier attempt, a pull); the remaining retries are cancelled.
+		// It may also come before the outcome of the attempt it acks
+		// (LastAckAt settles that attempt in applyAttempt).
 		if st.AwaitingAck {
-			// The ack resolves the attempt that was waiting for it.
-			a = &store.Attempt{N: st.Attempts, At: time.UnixMilli(st.LastAt).UTC(), Channel: store.ChannelWebSocket,
+			// The ack resolves the WebSocket attempt waiting for it.
+			a := &store.Attempt{N: st.Attempts, At: time.UnixMilli(st.LastAt).UTC(), Channel: store.ChannelWebSocket,
 				OK: true, DurationMs: nowMs - st.LastAt}
+			settle(&st, store.ChannelWebSocket)
+			return st, a
 		}
-		settle(&st, store.ChannelWebSocket)
-		return st, a
+		settle(&st, o.ackChannel())
+		return st, nil
 	case kindAckTimeout:
 		if !st.AwaitingAck {
 			return st, nil // acked meanwhile

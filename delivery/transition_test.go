@@ -74,6 +74,25 @@ func TestPolicyApply(t *testing.T) {
 	ackedTwice.LastAckAt = now + 5
 	f("second ack keeps the first time", acked, outcome{kind: kindAck}, now+5, ackedTwice, false)
 
+	// The ack is the truth: a failed event that a client acks was
+	// delivered (a pull consumer acking after the schedule ran out).
+	exhausted := store.EventState{Status: store.StatusFailed, Attempts: 3, LastAt: now - 1000}
+	f("ack of a failed event delivers it", exhausted, outcome{kind: kindAck}, now,
+		store.EventState{Status: store.StatusDelivered, Attempts: 3, LastAt: now - 1000, DeliveredVia: store.ChannelWebSocket, AckedAt: now, LastAckAt: now}, false)
+	pullAck := outcome{kind: kindAck, channel: store.ChannelPull}
+	f("pull ack of a failed event: delivered via pull", exhausted, pullAck, now,
+		store.EventState{Status: store.StatusDelivered, Attempts: 3, LastAt: now - 1000, DeliveredVia: store.ChannelPull, AckedAt: now, LastAckAt: now}, false)
+	f("pull ack of a pending event: delivered via pull, retries cancelled", retrying, pullAck, now,
+		store.EventState{Status: store.StatusDelivered, Attempts: 1, LastAt: now - 1000, DeliveredVia: store.ChannelPull, AckedAt: now, LastAckAt: now}, false)
+	f("pull ack of an event awaiting a WebSocket ack settles that attempt", awaiting, pullAck, now+100,
+		store.EventState{Status: store.StatusDelivered, Attempts: 1, LastAt: now, DeliveredVia: store.ChannelWebSocket, AckedAt: now + 100, LastAckAt: now + 100}, true)
+	f("pull ack of a delivered event only records the time", acked0(now), pullAck, now+7,
+		store.EventState{Status: store.StatusDelivered, Attempts: 1, AckedAt: now, LastAckAt: now + 7}, false)
+	// A failed event that was acked and then redelivered starts a new
+	// cycle like any other.
+	f("redeliver after an ack of a failed event", store.EventState{Status: store.StatusDelivered, Attempts: 3, DeliveredVia: store.ChannelPull, AckedAt: now}, outcome{kind: kindRedeliver}, now+9,
+		store.EventState{Status: store.StatusPending, Attempts: 3, CycleStart: 3, DeliveredVia: store.ChannelPull, AckedAt: now, NextAt: now + 9}, false)
+
 	// Redeliver starts a new cycle now; its attempts count on.
 	failed := store.EventState{Status: store.StatusFailed, Attempts: 3, LastAt: now - 1}
 	re := store.EventState{Status: store.StatusPending, Attempts: 3, CycleStart: 3, LastAt: now - 1, NextAt: now}

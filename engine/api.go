@@ -30,6 +30,9 @@ func (s *Server) routes() *router {
 	rt.add("POST /v1/inboxes/{id}/webhook/test", authAccount, s.testInboxWebhook)
 	rt.add("POST /v1/inboxes/{id}/inbound", authAccount, s.inbound)
 	rt.add("GET /v1/inboxes/{id}/messages", authAccount, s.listMessages)
+	rt.add("GET /v1/inboxes/{id}/threads", authAccount, s.listThreads)
+	rt.add("GET /v1/threads/{id}/messages", authAccount, s.threadMessages)
+	rt.add("PATCH /v1/threads/{id}", authAccount, s.patchThread)
 
 	rt.add("GET /v1/webhook", authAccount, s.getWebhook)
 	rt.add("PUT /v1/webhook", authAccount, s.putWebhook)
@@ -41,8 +44,12 @@ func (s *Server) routes() *router {
 	rt.add("GET /v1/attachments/{messageId}/{filename}", authAccount, s.getAttachment)
 
 	rt.add("GET /v1/events", authAccount, s.listEvents)
+	rt.add("GET /v1/events/stream", authAccount, s.streamEvents) // before {id}: the router takes the first match
+	rt.add("POST /v1/events/ack", authAccount, s.ackEvents)
 	rt.add("GET /v1/events/{id}", authAccount, s.getEvent)
 	rt.add("POST /v1/events/{id}/redeliver", authAccount, s.redeliver)
+
+	rt.add("POST /v1/mcp", authAccount, s.mcp) // MCP, streamable HTTP (stateless: GET and DELETE are 405)
 
 	rt.add("POST /admin/v1/accounts", authAdmin, s.adminCreateAccount)
 	rt.add("GET /admin/v1/accounts", authAdmin, s.adminListAccounts)

@@ -97,6 +97,7 @@ type inbox struct {
 	DisplayName   *string `json:"displayName"`
 	WebhookURL    *string `json:"webhookUrl"`
 	WebhookSecret string  `json:"webhookSecret"`
+	PodID         *string `json:"podId"`
 	CreatedAt     string  `json:"createdAt"`
 }
 

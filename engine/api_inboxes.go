@@ -20,6 +20,7 @@ type inboxView struct {
 	DisplayName   *string `json:"displayName"`
 	WebhookURL    *string `json:"webhookUrl"`
 	WebhookSecret string  `json:"webhookSecret,omitempty"`
+	PodID         *string `json:"podId"`
 	CreatedAt     string  `json:"createdAt"`
 }
 
@@ -27,7 +28,7 @@ func (s *Server) viewInbox(in store.Inbox) inboxView {
 	return inboxView{
 		ID: in.ID, Address: s.deps.Ingest.Address(in), MailboxName: in.MailboxName,
 		DisplayName: strPtr(in.DisplayName), WebhookURL: strPtr(in.WebhookURL),
-		CreatedAt: apiTime(in.CreatedAt),
+		PodID: strPtr(in.PodID), CreatedAt: apiTime(in.CreatedAt),
 	}
 }
 
@@ -36,6 +37,17 @@ const maxDisplayName = 200
 func checkDisplayName(v string) error {
 	if !utf8.ValidString(v) || utf8.RuneCountInString(v) > maxDisplayName || strings.ContainsAny(v, "\r\n") {
 		return errf(http.StatusUnprocessableEntity, codeInvalidValue, fmt.Sprintf("displayName must be one line of at most %d characters", maxDisplayName))
+	}
+	return nil
+}
+
+// maxPodID bounds podId (OpenMail's pod ids and clientIds are at most
+// 255 characters).
+const maxPodID = 255
+
+func checkPodID(v string) error {
+	if !utf8.ValidString(v) || len(v) > maxPodID || strings.ContainsAny(v, "\r\n") {
+		return errf(http.StatusUnprocessableEntity, codeInvalidValue, fmt.Sprintf("podId must be one line of at most %d bytes", maxPodID))
 	}
 	return nil
 }
@@ -61,6 +73,8 @@ func (s *Server) createInbox(w http.ResponseWriter, r *req) error {
 		MailboxName string  `json:"mailboxName"`
 		DisplayName *string `json:"displayName"`
 		WebhookURL  *string `json:"webhookUrl"`
+		Domain      *string `json:"domain"`
+		PodID       *string `json:"podId"`
 	}
 	if err := decodeJSON(r, &body); err != nil {
 		return err
@@ -73,6 +87,22 @@ func (s *Server) createInbox(w http.ResponseWriter, r *req) error {
 		return errf(http.StatusUnprocessableEntity, codeInvalidValue, "mailboxName must be 3 to 30 characters of a-z, 0-9, '.', '_' and '-'")
 	}
 	in := store.Inbox{AccountID: r.accountID, MailboxName: name}
+	if body.Domain != nil && *body.Domain != "" {
+		d, ok := s.deps.Ingest.Serves(*body.Domain)
+		if !ok {
+			return errf(http.StatusUnprocessableEntity, codeInvalidValue, "domain "+quoteShort(*body.Domain)+
+				" is not served here (served: "+strings.Join(s.deps.Ingest.Domains(), ", ")+")")
+		}
+		if d != s.deps.Ingest.MailDomain() {
+			in.Domain = d // the default domain is not stored: it follows --mail-domain
+		}
+	}
+	if body.PodID != nil {
+		if err := checkPodID(*body.PodID); err != nil {
+			return err
+		}
+		in.PodID = *body.PodID
+	}
 	if body.DisplayName != nil {
 		if err := checkDisplayName(*body.DisplayName); err != nil {
 			return err
@@ -91,7 +121,8 @@ func (s *Server) createInbox(w http.ResponseWriter, r *req) error {
 	}
 	created, err := s.deps.DB.CreateInbox(in)
 	if errors.Is(err, store.ErrConflict) {
-		return errf(http.StatusConflict, codeAddressTaken, "the address "+name+"@"+s.deps.Ingest.MailDomain()+" is taken")
+		return errf(http.StatusConflict, codeAddressTaken, "the address "+s.deps.Ingest.Address(in)+" is taken"+
+			" (mailbox names are unique across the server's domains)")
 	}
 	if err != nil {
 		return err
@@ -210,7 +241,7 @@ func (s *Server) rotateInboxSecret(w http.ResponseWriter, r *req) error {
 	var sec string
 	_, err = s.deps.DB.UpdateInbox(r.accountID, id, func(in *store.Inbox) error {
 		if in.WebhookURL == "" {
-			return errf(http.StatusConflict, codeConflict, "inbox "+id+" has no webhook URL; set webhookUrl first")
+			return errNoWebhookURL("inbox " + id + " has no webhook URL; set webhookUrl first")
 		}
 		var err error
 		sec, err = newSecret()
@@ -237,7 +268,7 @@ func (s *Server) testInboxWebhook(w http.ResponseWriter, r *req) error {
 		url, secret = wh.URL, wh.Secret
 	}
 	if url == "" {
-		return errf(http.StatusConflict, codeConflict, "no webhook URL is configured for inbox "+in.ID+" or its account")
+		return errNoWebhookURL("no webhook URL is configured for inbox " + in.ID + " or its account")
 	}
 	evtID := ids.New(ids.Event)
 	now := apiTime(timeNow())

@@ -170,15 +170,17 @@ func TestAPIInboxListPagination(t *testing.T) {
 	if _, b, _ := call(s, "GET", "/v1/inboxes?offset=500", a.Key, nil); !strings.Contains(string(b), `"data":[]`) {
 		t.Errorf("an empty page must be data:[], got %s", b)
 	}
-	for _, q := range []string{"limit=0", "limit=101", "limit=-1", "limit=x", "limit=1.5", "offset=-1", "offset=x", "limit=", "limit=99999999999999999999"} {
+	for _, q := range []string{"limit=0", "limit=-1", "limit=x", "limit=1.5", "offset=-1", "offset=x", "limit=-99999999999999999999"} {
 		st, b, _ := call(s, "GET", "/v1/inboxes?"+q, a.Key, nil)
-		if q == "limit=" { // empty means absent
-			if st != http.StatusOK {
-				t.Errorf("%s: %d %s", q, st, b)
-			}
-			continue
-		}
 		wantError(t, q, st, b, http.StatusBadRequest, "bad_request")
+	}
+	// A limit above 100 is clamped, not refused (as OpenMail); empty
+	// means absent.
+	for q, wantLen := range map[string]int{"limit=": 50, "limit=101": 100, "limit=1000": 100, "limit=99999999999999999999": 100} {
+		mustGet(t, s, "/v1/inboxes?"+q, a.Key, &l)
+		if len(l.Data) != wantLen || l.Total != n {
+			t.Errorf("%s: %d items, total %d; want %d, %d", q, len(l.Data), l.Total, wantLen, n)
+		}
 	}
 }
 
@@ -227,7 +229,7 @@ func TestAPIInboxGetPatch(t *testing.T) {
 	if p.WebhookURL != nil || p.DisplayName != nil || p.WebhookSecret != "" {
 		t.Fatalf("patch null: %+v", p)
 	}
-	checkErr(t, s, "POST", "/v1/inboxes/"+in.ID+"/webhook/rotate-secret", a.Key, nil, http.StatusConflict, "conflict")
+	checkErr(t, s, "POST", "/v1/inboxes/"+in.ID+"/webhook/rotate-secret", a.Key, nil, http.StatusBadRequest, "no_webhook_url")
 	// Set after clearing: a new secret is shown.
 	p = patch(`{"webhookUrl":"http://127.0.0.1:9/three"}`)
 	if !strings.HasPrefix(p.WebhookSecret, "whsec_") {
@@ -370,10 +372,10 @@ func TestAPIInboxWebhookSecretAndTest(t *testing.T) {
 		t.Errorf("500 receiver got %d requests", len(badHook.requests()))
 	}
 
-	// No URL (inbox or account): 409.
+	// No URL (inbox or account): 400 no_webhook_url (as OpenMail).
 	bare := createInbox(t, s, a.Key, map[string]any{"mailboxName": "bare"})
-	checkErr(t, s, "POST", "/v1/inboxes/"+bare.ID+"/webhook/test", a.Key, nil, http.StatusConflict, "conflict")
-	checkErr(t, s, "POST", "/v1/inboxes/"+bare.ID+"/webhook/rotate-secret", a.Key, nil, http.StatusConflict, "conflict")
+	checkErr(t, s, "POST", "/v1/inboxes/"+bare.ID+"/webhook/test", a.Key, nil, http.StatusBadRequest, "no_webhook_url")
+	checkErr(t, s, "POST", "/v1/inboxes/"+bare.ID+"/webhook/rotate-secret", a.Key, nil, http.StatusBadRequest, "no_webhook_url")
 	// With an account webhook, the inbox without its own URL tests that one.
 	var put struct{ URL, Secret string }
 	s.MustJSON("PUT", "/v1/webhook", a.Key, map[string]any{"url": okHook.URL + "/account"}, http.StatusOK, &put)

@@ -22,6 +22,7 @@ func errf(status int, code, msg string) *apiError {
 const (
 	codeBadRequest          = "bad_request"        // 400 malformed input
 	codeInvalidJSON         = "invalid_json"       // 400 body is not the JSON expected
+	codeNoWebhookURL        = "no_webhook_url"     // 400 the inbox (and its account) has no webhook URL (as OpenMail)
 	codeUnauthorized        = "unauthorized"       // 401 missing, unknown or revoked key
 	codeForbidden           = "forbidden"          // 403
 	codeAdminDisabled       = "admin_disabled"     // 403 no admin token configured
@@ -33,13 +34,19 @@ const (
 	codeUnsupportedType     = "unsupported_media_type"
 	codeInvalidValue        = "invalid_value"        // 422 well-formed but unacceptable
 	codeRateLimited         = "rate_limited"         // 429 (with Retry-After)
+	codeTooManyRequests     = "too_many_requests"    // 429 too many held pull requests (with Retry-After)
 	codeWebhookFailed       = "webhook_failed"       // 502 test webhook did not answer 2xx
 	codeDraining            = "draining"             // 503 shutting down
 	codeBusy                = "busy"                 // 503 too many messages in flight (with Retry-After)
 	codeUnavailable         = "unavailable"          // 503 storage failed (in a cluster: NATS unreachable)
 	codeInsufficientStorage = "insufficient_storage" // 507 free disk below --min-free-disk
 	codeInternal            = "internal"             // 500
+	codeNotImplemented      = "not_implemented"      // 501 this store lacks the feature (threads on the cluster store)
 )
+
+func errNoWebhookURL(msg string) *apiError {
+	return errf(http.StatusBadRequest, codeNoWebhookURL, msg)
+}
 
 var (
 	errUnauthorized = errf(http.StatusUnauthorized, codeUnauthorized, "missing or invalid API key (use Authorization: Bearer <key>)")

@@ -145,9 +145,9 @@ func page(r *req) (limit, offset int, err error) {
 	limit, offset = defaultListLimit, 0
 	q := r.URL.Query()
 	if v := q.Get("limit"); v != "" {
-		n, e := strconv.Atoi(v)
-		if e != nil || n < 1 || n > maxListLimit {
-			return 0, 0, errf(http.StatusBadRequest, codeBadRequest, fmt.Sprintf("limit must be an integer from 1 to %d", maxListLimit))
+		n, err := parseLimit(v, maxListLimit)
+		if err != nil {
+			return 0, 0, err
 		}
 		limit = n
 	}
@@ -159,6 +159,20 @@ func page(r *req) (limit, offset int, err error) {
 		offset = n
 	}
 	return limit, offset, nil
+}
+
+// parseLimit parses a ?limit: a positive integer, larger values clamped
+// to most (as OpenMail: a client asking for 1000 gets a full page, not an
+// error).
+func parseLimit(v string, most int) (int, error) {
+	n, err := strconv.Atoi(v)
+	if errors.Is(err, strconv.ErrRange) && v[0] != '-' {
+		n, err = most, nil
+	}
+	if err != nil || n < 1 {
+		return 0, errf(http.StatusBadRequest, codeBadRequest, fmt.Sprintf("limit must be a positive integer (at most %d are returned)", most))
+	}
+	return min(n, most), nil
 }
 
 // list is the API's list envelope.

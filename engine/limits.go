@@ -7,6 +7,9 @@ const (
 	// maxJSONBody bounds every JSON control-plane request body: they are
 	// small objects; 1 MiB leaves room and stops abuse early.
 	maxJSONBody = 1 << 20
+	// maxMCPBody is the largest POST /v1/mcp (one JSON-RPC message or a
+	// batch of tool calls; tool arguments are small).
+	maxMCPBody = 1 << 20
 	// httpHeaderSlack is added to the largest body to form nbhttp's
 	// ReadLimit (the most it buffers for one request).
 	httpHeaderSlack = 64 << 10
@@ -40,4 +43,22 @@ const (
 	maxListLimit = 100
 	// defaultListLimit is ?limit when absent.
 	defaultListLimit = 50
+
+	// pullMaxWait bounds ?wait of the pull API (API.md: 60 s); a held
+	// request's socket has no read or write deadline meanwhile, its own
+	// timer ends it.
+	pullMaxWait = 60 * time.Second
+	// pullScanFactor bounds how many stored events one pull examines:
+	// ?limit × this, so that a narrow filter cannot scan the whole log
+	// (the cursor then moves past what was examined).
+	pullScanFactor = 100
+	// pullMaxPageBytes bounds one pull answer's payloads (100 events of
+	// 256 KiB would be 25 MiB held at once): past it the page ends early,
+	// with at least one event.
+	pullMaxPageBytes = 4 << 20
+	// pullRetryAfter is the Retry-After (seconds) of a 429 for too many
+	// held pull requests.
+	pullRetryAfter = 1
+	// maxAckIDs bounds one POST /v1/events/ack.
+	maxAckIDs = 1000
 )

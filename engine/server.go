@@ -16,6 +16,7 @@ import (
 	"github.com/lesismal/nbio/nbhttp"
 
 	"github.com/mailwire/mailwire/delivery"
+	"github.com/mailwire/mailwire/engine/pull"
 	"github.com/mailwire/mailwire/engine/ws"
 	"github.com/mailwire/mailwire/ingest"
 	"github.com/mailwire/mailwire/internal/limits"
@@ -51,6 +52,11 @@ type Config struct {
 	// connection (and for a kept-alive connection to stay idle); a slowly
 	// trickled request is dropped at it. Default 60s.
 	IdleTimeout time.Duration
+	// PullMaxHeldPerAccount and PullMaxHeld bound the pull API's held
+	// requests (and MCP waits) per account and in all; past them a pull
+	// that would wait is answered 429. Defaults 10 and 10,000.
+	PullMaxHeldPerAccount int
+	PullMaxHeld           int
 	// Pollers is nbio's poller goroutine count. Default 1 (NumCPU/4, at
 	// least 1: handlers run on the task pool, not on pollers).
 	Pollers int
@@ -88,6 +94,12 @@ func (c *Config) setDefaults() {
 	if c.Pollers <= 0 {
 		c.Pollers = 1
 	}
+	if c.PullMaxHeldPerAccount <= 0 {
+		c.PullMaxHeldPerAccount = pull.DefaultMaxPerAccount
+	}
+	if c.PullMaxHeld <= 0 {
+		c.PullMaxHeld = pull.DefaultMaxTotal
+	}
 	if c.Metrics == nil {
 		c.Metrics = metrics.NewSet()
 	}
@@ -102,6 +114,9 @@ type Deps struct {
 	Ingest   *ingest.Service
 	Delivery *delivery.Dispatcher
 	Limits   Limits
+	// MCP serves POST /v1/mcp (internal/mcpserver.Handler) once the route
+	// has authenticated the Bearer key; nil answers 404.
+	MCP http.Handler
 }
 
 // Limits are the resource budgets the HTTP edge enforces (shared with
@@ -128,6 +143,7 @@ type Server struct {
 	pool      *workPool
 	router    *router
 	hub       *ws.Hub
+	puller    *puller // the pull API's held requests
 	throttle  *authThrottle
 	ops       rateWindow // readings for /admin/v1/stats rates
 
@@ -163,6 +179,8 @@ func New(cfg Config, deps Deps) *Server {
 	})
 	s.throttle = newAuthThrottle(cfg.AuthFailureBurst, cfg.AuthFailureWindow, s.log)
 	s.acceptLog = limits.RateLog{Log: s.log, Every: 5 * time.Second}
+	s.puller = newPuller(s, pull.Config{MaxPerAccount: cfg.PullMaxHeldPerAccount, MaxTotal: cfg.PullMaxHeld})
+	deps.DB.OnStored(s.puller.hub.Stored)
 	s.router = s.routes()
 	maxBody := s.maxInboundBody()
 	s.pool = newWorkPool(handlerWorkers, handlerIdle, s.log)
@@ -219,6 +237,7 @@ func (s *Server) Start() error {
 	s.addr.Store(&addr)
 	s.started.Store(true)
 	s.hub.Start()
+	s.puller.start()
 	s.log.Info("serving HTTP and WebSockets", "addr", addr)
 	return nil
 }
@@ -234,7 +253,11 @@ func (s *Server) Addr() string {
 
 // Drain starts the shutdown: /readyz answers 503, and so do new upgrades
 // and API calls; the listener stays open (PROTOCOL.md §8).
-func (s *Server) Drain() { s.draining.Store(true) }
+// Held pull requests are answered at once (empty pages).
+func (s *Server) Drain() {
+	s.draining.Store(true)
+	s.puller.drain()
+}
 
 // CloseWebSockets closes every WebSocket with 1001 (and those that race
 // with it as they open). Drain first.
@@ -254,6 +277,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		s.hub.WaitEmpty(ctx)
 		s.hub.Stop()
+		s.puller.shutdown(ctx)
 		err = s.nb.Shutdown(ctx)
 		if errors.Is(err, context.DeadlineExceeded) {
 			err = fmt.Errorf("cannot close every connection in time: %w", err)
@@ -278,7 +302,12 @@ func (s *Server) onData(c *nbio.Conn, data []byte) {
 }
 
 // onWritten is nbio's written-bytes callback: it settles the unsent-bytes
-// count of WebSocket connections.
+// count of WebSocket connections, and closes held pulls' connections
+// once their answer is out.
 func (s *Server) onWritten(c *nbio.Conn, _ []byte, n int) {
+	if cc, ok := c.Session().(*closingConn); ok {
+		cc.written(n) // a held pull's last answer
+		return
+	}
 	ws.OnWritten(c, n)
 }

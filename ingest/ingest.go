@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"net/mail"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -41,8 +42,12 @@ var (
 
 // Config configures a Service.
 type Config struct {
-	// MailDomain is the domain of inbox addresses. Default "localhost".
+	// MailDomain is the default domain of inbox addresses (an inbox
+	// created without a domain has it). Default "localhost".
 	MailDomain string
+	// OtherDomains are further domains the server serves: an inbox may be
+	// created on any of them (store.Inbox.Domain). Default none.
+	OtherDomains []string
 	// MaxMessageSize is the largest raw message accepted, in bytes.
 	// Default 25 MiB.
 	MaxMessageSize int
@@ -63,6 +68,14 @@ func New(st store.Store, cfg Config) *Service {
 	if cfg.MailDomain == "" {
 		cfg.MailDomain = "localhost"
 	}
+	cfg.MailDomain = strings.ToLower(cfg.MailDomain)
+	others := make([]string, 0, len(cfg.OtherDomains))
+	for _, d := range cfg.OtherDomains {
+		if d = strings.ToLower(d); d != cfg.MailDomain && !slices.Contains(others, d) {
+			others = append(others, d)
+		}
+	}
+	cfg.OtherDomains = others
 	if cfg.MaxMessageSize <= 0 {
 		cfg.MaxMessageSize = 25 << 20
 	}
@@ -83,13 +96,34 @@ type Recipient struct {
 	Address string
 }
 
-// Address returns the inbox's address for the configured domain.
+// Address returns the inbox's address: its mailbox name at its domain
+// (the default domain when it has none of its own).
 func (s *Service) Address(in store.Inbox) string {
-	return in.MailboxName + "@" + s.cfg.MailDomain
+	return in.MailboxName + "@" + s.InboxDomain(in)
 }
 
-// MailDomain is the configured mail domain.
+// InboxDomain is the domain of the inbox's address.
+func (s *Service) InboxDomain(in store.Inbox) string {
+	if in.Domain != "" {
+		return in.Domain
+	}
+	return s.cfg.MailDomain
+}
+
+// MailDomain is the default mail domain.
 func (s *Service) MailDomain() string { return s.cfg.MailDomain }
+
+// Domains lists every served domain, the default first (lower case).
+func (s *Service) Domains() []string {
+	return append([]string{s.cfg.MailDomain}, s.cfg.OtherDomains...)
+}
+
+// Serves returns domain in the form the server stores it (lower case)
+// and whether the server serves it.
+func (s *Service) Serves(domain string) (string, bool) {
+	d := strings.ToLower(strings.TrimSuffix(domain, "."))
+	return d, d == s.cfg.MailDomain || slices.Contains(s.cfg.OtherDomains, d)
+}
 
 // DeliverRaw parses raw once and stores one message and one event per
 // recipient, all in one synced batch. It returns once everything is
@@ -257,8 +291,8 @@ func (s *Service) store(rcpts []Recipient, raw []byte, p *mailparse.Message, ide
 	// after its ids are made holds up the account's later events.
 	err := s.db.Append(accounts, func(evtIDs []string) ([]store.Inbound, error) {
 		for i, r := range rcpts {
-			thread := threads[i]
-			if thread == "" {
+			thread, newThread := threads[i], threads[i] == ""
+			if newThread {
 				thread = ids.NewAt(ids.Thread, now)
 			}
 			msg := store.Message{
@@ -279,7 +313,7 @@ func (s *Service) store(rcpts []Recipient, raw []byte, p *mailparse.Message, ide
 			ev.Head, ev.Tail = s.db.RenderEvent(ev.ID, &msg)
 			res := Result{MessageID: msg.ID, EventID: ev.ID, ThreadID: thread}
 			item := store.Inbound{
-				Message: msg, Raw: raw, Attachments: atts, ThreadRefs: []string{rfcID},
+				Message: msg, Raw: raw, Attachments: atts, ThreadRefs: []string{rfcID}, NewThread: newThread,
 				Event: ev, // Append sets its delivery state
 			}
 			if reply != nil {

@@ -43,6 +43,17 @@ func parseRecipient(path, domain string) (mailbox, addr string, v rcptVerdict) {
 	return mailbox, mailbox + "@" + domain, rcptLocal
 }
 
+// recipient is parseRecipient over every domain the server serves; it
+// also returns the domain the path named.
+func (s *Server) recipient(path string) (mailbox, addr, domain string, v rcptVerdict) {
+	for _, d := range s.domains {
+		if mailbox, addr, v = parseRecipient(path, d); v != rcptOtherDomain {
+			return mailbox, addr, d, v
+		}
+	}
+	return "", "", "", rcptOtherDomain
+}
+
 func validMailboxName(s string) bool {
 	if len(s) < 3 || len(s) > 30 {
 		return false

@@ -20,8 +20,10 @@ type Config struct {
 	// Addr is the listen address, e.g. "127.0.0.1:2525"; port 0 picks a
 	// free port (see Server.Addr). Required.
 	Addr string
-	// Domain is the mail domain of inbox addresses (<mailboxName>@Domain).
-	// Default: the ingest service's MailDomain; when set it must equal it.
+	// Domain is the default mail domain of inbox addresses
+	// (<mailboxName>@Domain). Default: the ingest service's MailDomain;
+	// when set it must equal it. RCPT TO is accepted for every domain the
+	// ingest service serves (Service.Domains).
 	Domain string
 	// Hostname is the name in the greeting. Default Domain.
 	Hostname string

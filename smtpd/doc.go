@@ -4,9 +4,10 @@
 //
 // # Promises
 //
-//   - RCPT TO is answered 250 only for an existing inbox
-//     (<mailboxName>[+tag]@<Domain>, case-insensitive); anything else gets
-//     550 5.1.1. The tagged address is what the stored message's To shows.
+//   - RCPT TO is answered 250 only for an existing inbox's address
+//     (<mailboxName>[+tag]@<its domain>, case-insensitive; any domain the
+//     server serves, each inbox at its own); anything else gets 550 5.1.1.
+//     The tagged address is what the stored message's To shows.
 //   - The reply to DATA (or BDAT LAST) is 250 only after
 //     ingest.Service.DeliverRaw returned, i.e. after the batch holding the
 //     messages and events was applied with Sync. Every other reply stores

@@ -22,12 +22,15 @@ import (
 // Server is the SMTP listener. Create it with New, then Start; stop it
 // with Shutdown.
 type Server struct {
-	cfg  Config
-	db   store.Directory
-	in   *ingest.Service
-	log  *slog.Logger
-	m    *smetrics
-	smtp *smtp.Server
+	cfg Config
+	// domains are the served mail domains (the ingest service's; the
+	// default, cfg.Domain, first): RCPT TO may name any of them.
+	domains []string
+	db      store.Directory
+	in      *ingest.Service
+	log     *slog.Logger
+	m       *smetrics
+	smtp    *smtp.Server
 
 	// draining is set (under mu) when Shutdown begins: no new connection,
 	// no new transaction.
@@ -65,11 +68,12 @@ func New(cfg Config, db store.Directory, in *ingest.Service) (*Server, error) {
 	}
 	cfg.Domain = strings.ToLower(cfg.Domain)
 	s := &Server{
-		cfg: cfg,
-		db:  db,
-		in:  in,
-		log: cfg.Logger.With("component", "smtp"),
-		m:   newMetrics(cfg.Metrics),
+		cfg:     cfg,
+		domains: in.Domains(),
+		db:      db,
+		in:      in,
+		log:     cfg.Logger.With("component", "smtp"),
+		m:       newMetrics(cfg.Metrics),
 	}
 	s.mu.conns = make(map[*conn]struct{})
 	s.mu.perIP = make(map[netip.Addr]int)

@@ -98,7 +98,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		s.srv.m.reject(reasonTooManyRecipients)
 		return replyTooManyRecipients(s.srv.cfg.MaxRecipients)
 	}
-	mailbox, addr, verdict := parseRecipient(to, s.srv.cfg.Domain)
+	mailbox, addr, domain, verdict := s.srv.recipient(to)
 	switch verdict {
 	case rcptOtherDomain:
 		return s.refuse(to, reasonOtherDomain, replyOtherDomain(to))
@@ -106,6 +106,11 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		return s.refuse(to, reasonUnknownRecipient, replyUnknownRecipient(to))
 	}
 	inbox, err := s.srv.db.InboxByMailbox(mailbox)
+	if err == nil && s.srv.in.InboxDomain(inbox) != domain {
+		// Mailbox names are unique across domains, but an address is the
+		// name at the inbox's own domain: agent@other is not agent@ours.
+		err = store.ErrNotFound
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		return s.refuse(to, reasonUnknownRecipient, replyUnknownRecipient(to))
 	}

@@ -191,6 +191,12 @@ func Open(opts Options) (*DB, error) {
 		maxEvent = DefaultMaxEventBytes
 	}
 	d.pdb, d.keys, d.inboxes, d.maxEventBytes = pdb, newGenCache[APIKey](keyCacheMax), newGenCache[Inbox](inboxCacheMax), maxEvent
+	if !opts.ReadOnly {
+		if err := d.backfillThreads(); err != nil {
+			_ = pdb.Close()
+			return nil, err
+		}
+	}
 	d.group = newGroupCommitter(pdb)
 	d.dl = newDeliveries(d)
 	return d, nil

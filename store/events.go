@@ -23,6 +23,9 @@ const (
 	ChannelWebSocket = "websocket"
 	ChannelWebhook   = "webhook"
 	ChannelNone      = "none"
+	// ChannelPull is how an event was delivered when the ack that
+	// settled it came through the pull API (never an attempt's channel).
+	ChannelPull = "pull"
 )
 
 // Event is an immutable stored event. Its payload is split around the

@@ -71,6 +71,21 @@ type DirectoryChange struct {
 	DeletedInboxAccount string // ... of this account
 }
 
+// Threads is the thread view of an inbox's messages (threads.go). It is
+// optional: the Pebble store has it, the cluster store (jsstore) does not
+// yet, and the API answers 501 there. ListThreads pages an inbox's
+// threads, latest activity first (the caller checked the inbox is the
+// account's, as for ListMessages); the others answer ErrNotFound for a
+// thread of another account. A thread's messages come oldest first.
+// Marking a thread read covers the messages it has now: a later one makes
+// it unread again. Deleting an inbox deletes its threads.
+type Threads interface {
+	ListThreads(inboxID string, f ThreadFilter, p Page) ([]Thread, int, error)
+	GetThread(accountID, threadID string) (Thread, error)
+	ThreadMessages(accountID, threadID string, p Page) ([]Message, int, error)
+	MarkThreadRead(accountID, threadID string, read bool) error
+}
+
 // EventLog holds messages and their events: appended in one durable step,
 // read by id, scanned per account in order, and delivered (Deliveries).
 type EventLog interface {

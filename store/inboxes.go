@@ -7,12 +7,19 @@ import (
 	"github.com/mailwire/mailwire/internal/ids"
 )
 
-// Inbox is a mailbox of an account. Its address is MailboxName@<mail
-// domain>; the domain is the server's, so it is not stored.
+// Inbox is a mailbox of an account. Its address is MailboxName@Domain.
+// Mailbox names are unique across every domain the server serves.
 type Inbox struct {
 	ID          string `json:"id"`
 	AccountID   string `json:"accountId"`
 	MailboxName string `json:"mailboxName"`
+	// Domain is the domain of the address when the inbox was created on
+	// one the client named; "" means the server's default domain (which
+	// follows --mail-domain).
+	Domain string `json:"domain,omitempty"`
+	// PodID is OpenMail's pod, as the client gave it (stored and shown,
+	// nothing else: an account is mailwire's only tenant boundary).
+	PodID       string `json:"podId,omitempty"`
 	DisplayName string `json:"displayName,omitempty"`
 	WebhookURL  string `json:"webhookUrl,omitempty"`
 	// WebhookSecret signs this inbox's webhooks ("whsec_..."); kept in
@@ -152,8 +159,9 @@ func (d *DB) UpdateInbox(accountID, id string, fn func(*Inbox) error) (Inbox, er
 	return in, nil
 }
 
-// DeleteInbox removes an inbox with its messages, attachments, threads,
-// idempotency records, events, attempts and due entries. It returns the
+// DeleteInbox removes an inbox with its messages, attachments, threads
+// (and their read marks), idempotency records, events, attempts and due
+// entries. It returns the
 // ids of the deleted events.
 func (d *DB) DeleteInbox(accountID, id string) ([]string, error) {
 	d.ctl.Lock()
@@ -176,19 +184,27 @@ func (d *DB) DeleteInbox(accountID, id string) ([]string, error) {
 	_ = b.Delete(key(pAccountInbox+accountID, id), nil)
 	_ = b.Delete(key2(pAddress, in.MailboxName), nil)
 	mpfx := prefixKey(pInboxMessage + id)
-	err = d.scan(mpfx, false, func(k, _ []byte) bool {
+	threads := map[string]bool{}
+	var threadErr error
+	err = d.scan(mpfx, false, func(k, v []byte) bool {
 		msgID := string(k[len(mpfx):])
+		if threadErr = d.deleteInboxThreads(b, msgID, v, threads); threadErr != nil {
+			return false
+		}
 		_ = b.Delete(key2(pMessage, msgID), nil)
 		_ = b.Delete(key2(pRaw, msgID), nil)
 		ap := prefixKey(pAttachment + msgID)
 		_ = b.DeleteRange(ap, prefixEnd(ap), nil)
 		return true
 	})
+	if err == nil {
+		err = threadErr
+	}
 	if err != nil {
 		b.Close()
 		return nil, fmt.Errorf("cannot delete inbox messages: %w", err)
 	}
-	for _, p := range []string{pInboxMessage, pThread, pIdempotency} {
+	for _, p := range []string{pInboxMessage, pThread, pThreadRead, pIdempotency} {
 		pk := prefixKey(p + id)
 		_ = b.DeleteRange(pk, prefixEnd(pk), nil)
 	}

@@ -7,25 +7,28 @@ import (
 // Key prefixes, one per record kind. Ids never contain '/', so '/' is a safe
 // separator; prefix scans use the separator-terminated prefix.
 const (
-	pAccount      = "a/"  // a/<accID> -> Account
-	pAccountKeys  = "ak/" // ak/<accID>/<keyID> -> nil (keys of an account)
-	pKey          = "k/"  // k/<keyID> -> APIKey
-	pKeyHash      = "kh/" // kh/<sha256 of key> -> keyID
-	pInbox        = "i/"  // i/<inboxID> -> Inbox
-	pAccountInbox = "ai/" // ai/<accID>/<inboxID> -> nil
-	pAddress      = "ix/" // ix/<address> -> inboxID
-	pWebhook      = "w/"  // w/<accID> -> Webhook (account default)
-	pMessage      = "m/"  // m/<msgID> -> Message
-	pRaw          = "mr/" // mr/<msgID> -> raw RFC 5322 bytes
-	pAttachment   = "mf/" // mf/<msgID>/<filename> -> bytes
-	pInboxMessage = "mi/" // mi/<inboxID>/<msgID> -> nil
-	pThread       = "th/" // th/<inboxID>/<rfcMessageID> -> threadID
-	pIdempotency  = "ik/" // ik/<inboxID>/<hex sha256 of key> -> IdempotentReply
-	pEvent        = "e/"  // e/<evtID> -> encoded Event (immutable)
-	pEventState   = "es/" // es/<accID>/<evtID> -> EventState
-	pAttempt      = "ea/" // ea/<evtID>/<n uint32 BE> -> Attempt
-	pDue          = "d/"  // d/<ms uint64 BE><evtID> -> accID
-	pMeta         = "z/"  // z/<name> -> store metadata
+	pAccount       = "a/"  // a/<accID> -> Account
+	pAccountKeys   = "ak/" // ak/<accID>/<keyID> -> nil (keys of an account)
+	pKey           = "k/"  // k/<keyID> -> APIKey
+	pKeyHash       = "kh/" // kh/<sha256 of key> -> keyID
+	pInbox         = "i/"  // i/<inboxID> -> Inbox
+	pAccountInbox  = "ai/" // ai/<accID>/<inboxID> -> nil
+	pAddress       = "ix/" // ix/<address> -> inboxID
+	pWebhook       = "w/"  // w/<accID> -> Webhook (account default)
+	pMessage       = "m/"  // m/<msgID> -> Message
+	pRaw           = "mr/" // mr/<msgID> -> raw RFC 5322 bytes
+	pAttachment    = "mf/" // mf/<msgID>/<filename> -> bytes
+	pInboxMessage  = "mi/" // mi/<inboxID>/<msgID> -> threadID (nil before threads were indexed)
+	pThread        = "th/" // th/<inboxID>/<rfcMessageID> -> threadID
+	pThreadInfo    = "t/"  // t/<threadID> -> threadRecord (written by its first message)
+	pThreadMessage = "tm/" // tm/<threadID>/<msgID> -> nil (a thread's messages)
+	pThreadRead    = "tr/" // tr/<inboxID>/<threadID> -> uvarint message count when marked read
+	pIdempotency   = "ik/" // ik/<inboxID>/<hex sha256 of key> -> IdempotentReply
+	pEvent         = "e/"  // e/<evtID> -> encoded Event (immutable)
+	pEventState    = "es/" // es/<accID>/<evtID> -> EventState
+	pAttempt       = "ea/" // ea/<evtID>/<n uint32 BE> -> Attempt
+	pDue           = "d/"  // d/<ms uint64 BE><evtID> -> accID
+	pMeta          = "z/"  // z/<name> -> store metadata
 )
 
 func key(parts ...string) []byte {

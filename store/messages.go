@@ -47,8 +47,11 @@ type Inbound struct {
 	// ThreadRefs are RFC message ids to map to Message.ThreadID in this
 	// inbox (the message's own id, so later replies find the thread).
 	ThreadRefs []string
-	Event      Event
-	State      EventState
+	// NewThread: Message.ThreadID is new, this is its first message (the
+	// thread's record is written with it).
+	NewThread bool
+	Event     Event
+	State     EventState
 	// IdempotencyKey, when set, stores Reply under it for this inbox.
 	IdempotencyKey string
 	Reply          []byte
@@ -111,7 +114,7 @@ func (d *DB) StoreInbound(items []Inbound) error {
 			for j, a := range m.Attachments {
 				size += batchRecordBytes(len(pAttachment)+len(m.ID)+1+len(a.Filename), len(it.Attachments[j]))
 			}
-			size += batchRecordBytes(len(pInboxMessage)+len(m.InboxID)+1+len(m.ID), 0)
+			size += threadKeysBytes(m, it.NewThread)
 			for _, ref := range it.ThreadRefs {
 				size += batchRecordBytes(len(pThread)+len(m.InboxID)+1+len(ref), len(m.ThreadID))
 			}
@@ -125,7 +128,7 @@ func (d *DB) StoreInbound(items []Inbound) error {
 			m := &it.Message
 			// The small records first: Pebble sizes the buffer of an empty
 			// batch for its first record, which must not be the largest.
-			_ = b.Set(key(pInboxMessage+m.InboxID, m.ID), nil, nil)
+			putThreadKeys(b, m, it.NewThread)
 			for _, ref := range it.ThreadRefs {
 				if ref != "" {
 					_ = b.Set(key(pThread+m.InboxID, ref), []byte(m.ThreadID), nil)

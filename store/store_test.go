@@ -125,7 +125,13 @@ func TestDeleteInboxRemovesEverything(t *testing.T) {
 		items = append(items, inbound(in, fmt.Sprint("g", i), now), inbound(keep, fmt.Sprint("k", i), now))
 	}
 	items[0].IdempotencyKey, items[0].Reply = "h", []byte("{}")
+	for i := range items {
+		items[i].NewThread = true
+	}
 	if err := db.StoreInbound(items); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.MarkThreadRead(a.ID, items[0].Message.ThreadID, true); err != nil {
 		t.Fatal(err)
 	}
 	sb := db.newStateBatch()
@@ -142,7 +148,7 @@ func TestDeleteInboxRemovesEverything(t *testing.T) {
 	mention := []string{in.ID, in.MailboxName}
 	for _, it := range items[:] {
 		if it.Message.InboxID == in.ID {
-			mention = append(mention, it.Message.ID, it.Event.ID)
+			mention = append(mention, it.Message.ID, it.Event.ID, it.Message.ThreadID)
 		}
 	}
 	_ = db.scan(nil, false, func(k, v []byte) bool {
@@ -161,6 +167,12 @@ func TestDeleteInboxRemovesEverything(t *testing.T) {
 	msgs, total, _ := db.ListMessages(keep.ID, Page{Limit: 10})
 	if total != 5 || len(msgs) != 5 {
 		t.Fatalf("kept inbox has %d messages", total)
+	}
+	if _, total, _ := db.ListThreads(keep.ID, ThreadFilter{}, Page{Limit: 10}); total != 5 {
+		t.Fatalf("kept inbox has %d threads", total)
+	}
+	if _, err := db.GetThread(a.ID, items[0].Message.ThreadID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a deleted inbox's thread: %v", err)
 	}
 	// Storing into the deleted inbox fails and writes nothing.
 	if err := db.StoreInbound([]Inbound{inbound(in, "late", now), inbound(keep, "late", now)}); !errors.Is(err, ErrNotFound) {

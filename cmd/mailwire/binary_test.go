@@ -2,6 +2,8 @@ package main
 
 import (
 	"bufio"
+	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -15,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mailwire/mailwire/internal/testserver"
 )
@@ -81,6 +85,45 @@ func TestBinary(t *testing.T) {
 			t.Fatalf("exit %d:\n%s", code, out)
 		}
 	})
+	t.Run("MCPStdio", func(t *testing.T) { testMCPStdio(t, bin) })
+}
+
+// testMCPStdio runs `mailwire mcp` as an MCP host does (a child speaking
+// MCP on stdin and stdout) and calls a tool through it; the tools
+// themselves are tested in internal/mcpserver.
+func testMCPStdio(t *testing.T, bin string) {
+	s := testserver.Start(t)
+	acc := s.NewAccount("a")
+	s.NewInbox(acc.Key, "desk")
+	if out, code := runBin(t, bin, "mcp", "--help"); code != 0 || !strings.Contains(out, "-token key") {
+		t.Fatalf("mcp --help: exit %d:\n%s", code, out)
+	}
+	if out, code := runBin(t, bin, "mcp", "--server", "ftp://x"); code != 1 || !strings.Contains(out, "--server") {
+		t.Fatalf("mcp with a bad --server: exit %d:\n%s", code, out)
+	}
+	cmd := exec.Command(bin, "mcp", "--server", s.URL)
+	cmd.Env = append(cleanEnv(), "MAILWIRE_TOKEN="+acc.Key)
+	cmd.Stderr = os.Stderr
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "binary-test", Version: "1"}, nil).Connect(ctx,
+		&mcp.CommandTransport{Command: cmd, TerminateDuration: 5 * time.Second}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "list_inboxes", Arguments: map[string]any{}})
+	if err != nil || res.IsError {
+		t.Fatalf("list_inboxes through the binary: %v %+v", err, res)
+	}
+	b, _ := json.Marshal(res.StructuredContent)
+	if !strings.Contains(string(b), "desk@mail.test") {
+		t.Fatalf("list_inboxes through the binary: %s", b)
+	}
+	start := time.Now()
+	if err := cs.Close(); err != nil {
+		t.Fatalf("closing stdin did not end mailwire mcp cleanly: %v", err)
+	}
+	t.Logf("mailwire mcp exited %s after its stdin closed", time.Since(start).Round(time.Millisecond))
 }
 
 // cleanEnv is the environment without MAILWIRE_ variables.

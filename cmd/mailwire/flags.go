@@ -159,3 +159,30 @@ func formatDuration(d time.Duration) string {
 	}
 	return d.String()
 }
+
+// listValue is a flag that may be repeated, each value a comma-separated
+// list (--mail-domain a --mail-domain b,c); the first Set replaces the
+// default.
+type listValue struct {
+	list *[]string
+	set  bool
+}
+
+func (l *listValue) String() string {
+	if l.list == nil {
+		return ""
+	}
+	return strings.Join(*l.list, ",")
+}
+
+func (l *listValue) Set(v string) error {
+	if !l.set {
+		*l.list, l.set = nil, true
+	}
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*l.list = append(*l.list, p)
+		}
+	}
+	return nil
+}

@@ -200,7 +200,7 @@ func TestServeEnvPrecedence(t *testing.T) {
 		t.Errorf("flags did not win: addr %q size %d ping %s", c.HTTPAddr, c.MaxMessageSize, c.WSPingInterval)
 	}
 	// Variables fill the rest.
-	if c.MailDomain != "env.example" || !c.Dev || !c.WebhookAllowPrivate || c.SMTPAddr != "" || c.AdminToken != "from-env" ||
+	if !reflect.DeepEqual(c.MailDomains, []string{"env.example"}) || !c.Dev || !c.WebhookAllowPrivate || c.SMTPAddr != "" || c.AdminToken != "from-env" ||
 		!reflect.DeepEqual(c.RetrySchedule, []time.Duration{0, time.Second}) {
 		t.Errorf("env not applied: %+v", c)
 	}
@@ -210,8 +210,40 @@ func TestServeEnvPrecedence(t *testing.T) {
 	}
 	// A flag given with its default value still wins.
 	c, err = parseServe(t, "--mail-domain", "localhost")
-	if err != nil || c.MailDomain != "localhost" {
-		t.Errorf("--mail-domain localhost lost to the variable: %q %v", c.MailDomain, err)
+	if err != nil || !reflect.DeepEqual(c.MailDomains, []string{"localhost"}) {
+		t.Errorf("--mail-domain localhost lost to the variable: %q %v", c.MailDomains, err)
+	}
+}
+
+// --mail-domain may be repeated and may list several domains; the first
+// is the default; the environment variable takes a list too.
+func TestServeMailDomains(t *testing.T) {
+	clearEnv(t)
+	f := func(want []string, args ...string) {
+		t.Helper()
+		c, err := parseServe(t, args...)
+		if err != nil {
+			t.Fatalf("%q: %v", args, err)
+		}
+		if !reflect.DeepEqual(c.MailDomains, want) {
+			t.Errorf("%q: domains %q, want %q", args, c.MailDomains, want)
+		}
+	}
+	f([]string{"localhost"})
+	f([]string{"a.test"}, "--mail-domain", "a.test")
+	f([]string{"a.test", "b.test", "c.test"}, "--mail-domain", "a.test,b.test", "--mail-domain", "c.test")
+	f([]string{"a.test", "b.test"}, "--mail-domain= a.test , b.test ")
+	t.Setenv("MAILWIRE_MAIL_DOMAIN", "x.test,y.test")
+	f([]string{"x.test", "y.test"})
+	f([]string{"z.test"}, "--mail-domain", "z.test")
+	for _, bad := range []string{"a.test,b@c", ","} {
+		c, err := parseServe(t, "--mail-domain", bad)
+		if err == nil {
+			err = c.validate()
+		}
+		if err == nil || !strings.Contains(err.Error(), "--mail-domain") {
+			t.Errorf("--mail-domain %q: %v", bad, err)
+		}
 	}
 }
 

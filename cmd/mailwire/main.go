@@ -5,6 +5,7 @@
 //	mailwire listen   stream events from /v1/ws (print or forward them)
 //	mailwire trigger  send a test message to an inbox
 //	mailwire events   redeliver an event
+//	mailwire mcp      serve the MCP tools over stdio (docs/AGENTS.md)
 //	mailwire version  print the version
 //
 // See docs/OPERATIONS.md for every flag.
@@ -14,6 +15,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+
+	"github.com/mailwire/mailwire/internal/pdftext"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -27,10 +30,12 @@ Usage:
   mailwire listen  [flags]   print or forward events from /v1/ws (mailwire listen --help)
   mailwire trigger [flags] --inbox ID   send a test message to an inbox through the inbound API
   mailwire events  [flags] resend EVENT  redeliver an event (a new delivery cycle)
+  mailwire mcp     --server URL --token KEY   MCP tools over stdio, for agents (docs/AGENTS.md)
   mailwire version           print the version
 `
 
 func main() {
+	pdftext.Child() // the PDF text extraction child, when re-executed as one
 	if len(os.Args) < 2 {
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)
@@ -47,6 +52,8 @@ func main() {
 		err = trigger(os.Args[2:], os.Stdout)
 	case "events":
 		err = events(os.Args[2:], os.Stdout)
+	case "mcp":
+		err = mcpCmd(os.Args[2:], os.Stdin, os.Stdout, os.Stderr)
 	case "version", "--version", "-version":
 		fmt.Println("mailwire", version)
 	case "help", "--help", "-h", "-help":

@@ -33,7 +33,7 @@ type serveConfig struct {
 	SMTPTLSCert         string
 	SMTPTLSKey          string
 	DataDir             string
-	MailDomain          string
+	MailDomains         []string
 	AdminToken          string
 	Dev                 bool
 	WSPingInterval      time.Duration
@@ -75,7 +75,8 @@ func serveFlags(c *serveConfig) *flag.FlagSet {
 	fs.StringVar(&c.SMTPTLSCert, "smtp-tls-cert", "", "PEM certificate `file` enabling STARTTLS (with --smtp-tls-key)")
 	fs.StringVar(&c.SMTPTLSKey, "smtp-tls-key", "", "PEM private key `file` for STARTTLS")
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "the Pebble database `directory`")
-	fs.StringVar(&c.MailDomain, "mail-domain", "localhost", "the `domain` of inbox addresses (<mailboxName>@<domain>)")
+	c.MailDomains = []string{"localhost"}
+	fs.Var(&listValue{list: &c.MailDomains}, "mail-domain", "the `domain`s of inbox addresses (<mailboxName>@<domain>): repeat the flag or separate with commas; the first is the default")
 	fs.StringVar(&c.AdminToken, "admin-token", "", "enables /admin/v1 with this bearer `token`")
 	fs.BoolVar(&c.Dev, "dev", false, "on an empty database create account \"dev\" and inbox \"agent\", and print the API key and a client command")
 	fs.DurationVar(&c.WSPingInterval, "ws-ping-interval", 30*time.Second, "server WebSocket ping period")
@@ -134,7 +135,10 @@ func (c *serveConfig) validate() error {
 	}
 	check((c.SMTPTLSCert == "") == (c.SMTPTLSKey == ""), "--smtp-tls-cert and --smtp-tls-key go together")
 	check(c.DataDir != "", "--data-dir is required")
-	check(c.MailDomain != "" && !strings.ContainsAny(c.MailDomain, "@ /"), "--mail-domain %q is not a domain", c.MailDomain)
+	for _, d := range c.MailDomains {
+		check(d != "" && !strings.ContainsAny(d, "@ /"), "--mail-domain %q is not a domain", d)
+	}
+	check(len(c.MailDomains) > 0, "--mail-domain needs at least one domain")
 	check(c.WSPingInterval >= 10*time.Millisecond, "--ws-ping-interval must be at least 10ms")
 	check(c.WSPongTimeout >= 10*time.Millisecond, "--ws-pong-timeout must be at least 10ms")
 	check(c.WSMaxConnsPerAcct >= 1, "--ws-max-conns-per-account must be at least 1")
@@ -287,13 +291,14 @@ func stopNode(a *app.App, c *serveConfig, log *slog.Logger) {
 func startNode(c *serveConfig, log *slog.Logger, out *os.File) (*app.App, error) {
 	threshold, _ := c.diskThreshold() // checked by validate
 	a, err := app.Start(app.Config{
-		HTTPAddr:    c.HTTPAddr,
-		SMTPAddr:    c.SMTPAddr,
-		SMTPTLSCert: c.SMTPTLSCert,
-		SMTPTLSKey:  c.SMTPTLSKey,
-		DataDir:     c.DataDir,
-		MailDomain:  c.MailDomain,
-		AdminToken:  c.AdminToken,
+		HTTPAddr:         c.HTTPAddr,
+		SMTPAddr:         c.SMTPAddr,
+		SMTPTLSCert:      c.SMTPTLSCert,
+		SMTPTLSKey:       c.SMTPTLSKey,
+		DataDir:          c.DataDir,
+		MailDomain:       c.MailDomains[0],
+		OtherMailDomains: c.MailDomains[1:],
+		AdminToken:       c.AdminToken,
 		WS: ws.Config{
 			PingInterval:       c.WSPingInterval,
 			PongTimeout:        c.WSPongTimeout,
@@ -379,7 +384,7 @@ func devSetup(c *serveConfig, db store.Directory, ing *ingest.Service, httpAddr,
 	}
 	base := "http://" + httpAddr
 	in, err := db.InboxByMailbox("agent")
-	addr := "agent@" + c.MailDomain
+	addr := "agent@" + c.MailDomains[0]
 	if err == nil {
 		addr = ing.Address(in)
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"sync"
@@ -23,6 +24,8 @@ import (
 	"github.com/mailwire/mailwire/ingest"
 	"github.com/mailwire/mailwire/internal/cluster"
 	"github.com/mailwire/mailwire/internal/limits"
+	"github.com/mailwire/mailwire/internal/mcpserver"
+	"github.com/mailwire/mailwire/internal/pdftext"
 	"github.com/mailwire/mailwire/mailparse"
 	"github.com/mailwire/mailwire/store"
 	"github.com/mailwire/mailwire/store/jsstore"
@@ -30,15 +33,17 @@ import (
 
 // Config is every setting of a node (CONFIG.md's `serve` flags).
 type Config struct {
-	HTTPAddr            string
-	HTTPIdleTimeout     time.Duration // 0: the engine's default (60s)
-	HTTPHeadTimeout     time.Duration // 0: the engine's default (10s)
-	SMTPAddr            string        // "" disables SMTP
-	SMTPTLSCert         string
-	SMTPTLSKey          string
-	DataDir             string
-	FS                  vfs.FS // nil: the OS filesystem (tests inject Pebble's)
-	MailDomain          string
+	HTTPAddr        string
+	HTTPIdleTimeout time.Duration // 0: the engine's default (60s)
+	HTTPHeadTimeout time.Duration // 0: the engine's default (10s)
+	SMTPAddr        string        // "" disables SMTP
+	SMTPTLSCert     string
+	SMTPTLSKey      string
+	DataDir         string
+	FS              vfs.FS // nil: the OS filesystem (tests inject Pebble's)
+	MailDomain      string
+	// OtherMailDomains are served besides MailDomain (the default).
+	OtherMailDomains    []string
 	AdminToken          string
 	WS                  ws.Config
 	AckTimeout          time.Duration
@@ -148,10 +153,22 @@ func Start(cfg Config) (*App, error) {
 	})
 	ing := ingest.New(db, ingest.Config{
 		MailDomain:     cfg.MailDomain,
+		OtherDomains:   cfg.OtherMailDomains,
 		MaxMessageSize: cfg.MaxMessageSize,
 		Limits:         mailparse.Limits{MaxParts: cfg.MaxMIMEParts},
 	})
-	srv := engine.New(engine.Config{
+	// /v1/mcp's tools call this node's own API over loopback with the
+	// caller's key (internal/mcpserver); PDF attachments are read in a
+	// child process of this binary (internal/pdftext: main calls Child).
+	var srv *engine.Server
+	pdf, err := pdftext.New("", pdftext.Limits{})
+	if err != nil {
+		log.Warn("PDF attachments will be described, not read", "error", err)
+		pdf = nil
+	}
+	mcpHandler := mcpserver.Handler(func() string { return loopbackURL(srv.Addr()) },
+		mcpserver.Options{Version: cfg.Version, PDF: pdf, MaxWait: mcpMaxWait(cfg.HTTPIdleTimeout)})
+	srv = engine.New(engine.Config{
 		Addr:                 cfg.HTTPAddr,
 		IdleTimeout:          cfg.HTTPIdleTimeout,
 		HeadTimeout:          cfg.HTTPHeadTimeout,
@@ -163,7 +180,7 @@ func Start(cfg Config) (*App, error) {
 		ExtraMetrics:         []*metrics.Set{dset},
 		Logger:               log,
 		Version:              cfg.Version,
-	}, engine.Deps{DB: db, Ingest: ing, Delivery: disp, Limits: lim})
+	}, engine.Deps{DB: db, Ingest: ing, Delivery: disp, Limits: lim, MCP: mcpHandler})
 	a := &App{cfg: cfg, log: log, DB: db, Delivery: disp, Ingest: ing, Engine: srv, Limits: lim, stopWatch: make(chan struct{})}
 	if readOnly {
 		a.watchDisk()
@@ -358,4 +375,31 @@ func newLimits(cfg Config, set *metrics.Set, log *slog.Logger) (engine.Limits, e
 	log.Info("resource budgets", "ingest_memory_bytes", mem, "fd_limit", fds.Limit(), "client_sockets", fds.Budget(),
 		"http_max_conns_per_ip", perIP, "min_free_disk", cfg.MinFreeDisk.String())
 	return l, nil
+}
+
+// loopbackURL is the URL this node reaches its own HTTP listener at: the
+// bound address, with an unspecified host (":8080", "0.0.0.0", "::")
+// replaced by the loopback address.
+func loopbackURL(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "http://" + addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+		if ip != nil && ip.To4() == nil {
+			host = "::1"
+		}
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+// mcpMaxWait is the longest wait_for_email over /v1/mcp: 10 s under the
+// HTTP write deadline (--http-idle-timeout, which nbhttp counts from the
+// end of the request), so the answer is written before it.
+func mcpMaxWait(idle time.Duration) time.Duration {
+	if idle <= 0 {
+		idle = 60 * time.Second
+	}
+	return max(idle-10*time.Second, idle/2)
 }

@@ -95,6 +95,26 @@ func Valid(prefix, s string) bool {
 	return err == nil
 }
 
+// Pred returns the id of the given prefix right before id (the ULID less
+// one): nothing sorts between them. It is a position, not an id anything
+// was given. A malformed id, or the smallest, is returned as is.
+func Pred(prefix, id string) string {
+	if len(id) != len(prefix)+ulidLen || !strings.HasPrefix(id, prefix) {
+		return id
+	}
+	u, err := ulid.ParseStrict(id[len(prefix):])
+	if err != nil {
+		return id
+	}
+	for i := len(u) - 1; i >= 0; i-- {
+		u[i]--
+		if u[i] != 0xff {
+			return prefix + u.String()
+		}
+	}
+	return id // it was the zero ULID
+}
+
 // Time returns the creation time encoded in an id of the given prefix, and
 // false when the id is malformed.
 func Time(prefix, s string) (time.Time, bool) {

@@ -23,3 +23,25 @@ func TestSequenceIsMonotonic(t *testing.T) {
 		prev = id
 	}
 }
+
+func TestPred(t *testing.T) {
+	f := func(in, want string) {
+		t.Helper()
+		if got := Pred(Event, in); got != want {
+			t.Errorf("Pred(%q) = %q, want %q", in, got, want)
+		}
+	}
+	f("evt_00000000000000000000000001", "evt_00000000000000000000000000")
+	f("evt_00000000000000000000000010", "evt_0000000000000000000000000Z")
+	f("evt_01JD7Z8Q7W3M1X5K2B9N4C6V90", "evt_01JD7Z8Q7W3M1X5K2B9N4C6V8Z")
+	f("evt_00000000000000000000000000", "evt_00000000000000000000000000") // the smallest
+	f("evt_nope", "evt_nope")
+	f("msg_01JD7Z8Q7W3M1X5K2B9N4C6V90", "msg_01JD7Z8Q7W3M1X5K2B9N4C6V90") // another kind
+	for range 1000 {
+		id := New(Event)
+		p := Pred(Event, id)
+		if !Valid(Event, p) || p >= id {
+			t.Fatalf("Pred(%s) = %s", id, p)
+		}
+	}
+}
