@@ -22,8 +22,6 @@
 //
 // # Concurrency
 //
-// A *Server is safe for concurrent use. Lock order: wsConn.mu may be held
-// while calling subs.Index methods (they take only their shard lock) and
-// nbio Conn.Write (which takes the nbio conn's own lock); hub.mu is never
-// held while taking wsConn.mu.
+// A *Server is safe for concurrent use. The lock order is written once,
+// in docs/ARCHITECTURE.md ("Lock order").
 package engine

@@ -274,6 +274,12 @@ func (p *proxy) listen(addr string) {
 				continue
 			}
 			p.mu.Lock()
+			if p.ln != ln { // cut while dialling
+				p.mu.Unlock()
+				c.Close()
+				u.Close()
+				continue
+			}
 			p.conns = append(p.conns, c, u)
 			p.mu.Unlock()
 			go func() { _, _ = io.Copy(u, c); u.Close() }()
@@ -365,4 +371,34 @@ func TestNodeCutFromNATS(t *testing.T) {
 		}
 	}
 	testserver.WaitFor(t, 20*time.Second, "delivered", func() bool { return a.EventStatus(acc.Key, after) == "delivered" })
+}
+
+// Two leases of one event out on one node at once (the first attempt,
+// still running, and the due lease of a redeliver) are each kept alive:
+// neither expires and comes back as a second copy of its attempt.
+func TestTwoLeasesOfOneEventOnOneNode(t *testing.T) {
+	var hits atomic.Int32
+	release := make(chan struct{})
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		select { // both attempts outlast the lease's ackWait
+		case <-time.After(32 * time.Second):
+		case <-release:
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer recv.Close()
+	defer close(release)
+	c := startCluster(t, 1, func(cfg *app.Config) { cfg.WebhookTimeout = 40 * time.Second })
+	a := c.nodes[0]
+	acc := a.NewAccount("acme")
+	inbox := a.NewInbox(acc.Key, "agent")
+	a.MustJSON("PUT", "/v1/webhook", acc.Key, map[string]string{"url": recv.URL}, http.StatusOK, nil)
+	evt := a.Inbound(acc.Key, inbox, "two leases")
+	testserver.WaitFor(t, 15*time.Second, "the first webhook request", func() bool { return hits.Load() == 1 })
+	a.MustJSON("POST", "/v1/events/"+evt+"/redeliver", acc.Key, nil, http.StatusAccepted, nil)
+	testserver.WaitFor(t, 15*time.Second, "the redelivered attempt's request", func() bool { return hits.Load() == 2 })
+	// Two requests are right; a third while both still run is an attempt
+	// made again after its lease expired.
+	testserver.Never(t, 25*time.Second, "a third webhook request", func() bool { return hits.Load() > 2 })
 }

@@ -1,6 +1,7 @@
 package jsstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -34,7 +35,7 @@ type deliveries struct {
 	ccs     []jetstream.ConsumeContext
 	cons    []jetstream.Consumer
 
-	leased sync.Map // event id -> jetstream.Msg: a lease of it is out on this node
+	leased leases // the leases out on this node
 
 	// outbox guards the record workers' queue against its end.
 	outbox struct {
@@ -52,23 +53,110 @@ type deliveries struct {
 		deferred *metrics.Counter
 		recorded *metrics.Counter
 		failed   *metrics.Counter
+		overheld *metrics.Counter
 	}
 }
 
 // recordWorkers apply outcomes concurrently (each is a few round trips).
 const recordWorkers = 64
 
+// token is a lease's consumer message. mu orders the keep-alive against
+// the lease's end: no InProgress goes out after its Ack or Nak.
 type token struct {
 	msg   jetstream.Msg
 	first bool // from consumerFirst
+
+	mu     sync.Mutex
+	ended  bool
+	handed time.Time // when the dispatcher got it
+	beaten time.Time // the last InProgress
+}
+
+// leases are the leases out on this node: each token (two leases of one
+// event can be out at once: a first attempt and a redeliver's due
+// message) and, per event id, how many (InFlight).
+type leases struct {
+	mu   sync.Mutex
+	toks map[*token]string
+	ids  map[string]int
+}
+
+func (ls *leases) add(tok *token, evtID string) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if _, ok := ls.toks[tok]; ok {
+		return
+	}
+	ls.toks[tok] = evtID
+	ls.ids[evtID]++
+}
+
+// drop forgets tok; false when it was not out (already ended).
+func (ls *leases) drop(tok *token) bool {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	id, ok := ls.toks[tok]
+	if !ok {
+		return false
+	}
+	delete(ls.toks, tok)
+	if ls.ids[id]--; ls.ids[id] <= 0 {
+		delete(ls.ids, id)
+	}
+	return true
+}
+
+func (ls *leases) has(evtID string) bool {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	return ls.ids[evtID] > 0
+}
+
+func (ls *leases) len() int {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	return len(ls.toks)
+}
+
+func (ls *leases) snapshot() []*token {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	out := make([]*token, 0, len(ls.toks))
+	for t := range ls.toks {
+		out = append(out, t)
+	}
+	return out
+}
+
+// endLease ends a lease: ack (it needs no attempt, or its outcome is
+// recorded), nak after delay (another try), both at most once.
+func (d *deliveries) endLease(tok *token, ack bool, delay time.Duration) {
+	d.leased.drop(tok)
+	tok.mu.Lock()
+	defer tok.mu.Unlock()
+	if tok.ended {
+		return
+	}
+	tok.ended = true
+	switch {
+	case ack:
+		_ = tok.msg.Ack()
+	case delay > 0:
+		_ = tok.msg.NakWithDelay(delay)
+	default:
+		_ = tok.msg.Nak()
+	}
 }
 
 func newDeliveries(s *Store) *deliveries {
 	d := &deliveries{s: s, work: make(chan func(), 1<<16)}
+	d.leased.toks, d.leased.ids = map[*token]string{}, map[string]int{}
 	d.m.handed = s.m.set.NewCounter("mailwire_delivery_scheduled_total")
 	d.m.deferred = s.m.set.NewCounter("mailwire_delivery_deferred_total")
 	d.m.recorded = s.m.set.NewCounter("mailwire_cluster_outcomes_recorded_total")
 	d.m.failed = s.m.set.NewCounter("mailwire_cluster_outcomes_failed_total")
+	d.m.overheld = s.m.set.NewCounter("mailwire_cluster_leases_overheld_total")
+	s.wg.Add(1)
 	go d.beat()
 	for range recordWorkers {
 		d.workWG.Add(1)
@@ -83,9 +171,14 @@ func newDeliveries(s *Store) *deliveries {
 }
 
 // beat tells JetStream, every leaseBeat, that the node still works on
-// each lease it holds (the attempt may be a held push or a slow webhook):
-// a live node's lease never expires, a dead node's expires after ackWait.
+// each lease it holds (the attempt may be a held push or a slow webhook),
+// so a live node's lease does not expire while a dead node's does after
+// ackWait. A lease held longer than leaseMaxHold is no longer kept alive
+// (a stuck attempt must not pin it): it goes to another node. Each
+// InProgress is a replicated write, so a lease is beaten only when its
+// last one is half an ackWait old.
 func (d *deliveries) beat() {
+	defer d.s.wg.Done()
 	t := time.NewTicker(leaseBeat)
 	defer t.Stop()
 	for {
@@ -94,10 +187,26 @@ func (d *deliveries) beat() {
 			return
 		case <-t.C:
 		}
-		d.leased.Range(func(_, v any) bool {
-			_ = v.(jetstream.Msg).InProgress()
-			return d.s.ctx.Err() == nil
-		})
+		now := time.Now()
+		for _, tok := range d.leased.snapshot() {
+			if d.s.ctx.Err() != nil {
+				return
+			}
+			tok.mu.Lock()
+			switch {
+			case tok.ended || now.Sub(tok.beaten) < ackWait/2:
+			case now.Sub(tok.handed) > leaseMaxHold:
+				if !tok.beaten.IsZero() && tok.beaten.Before(tok.handed.Add(leaseMaxHold)) {
+					d.m.overheld.Inc()
+					d.s.log.Warn("a lease is held too long: it is left to another node", "held", now.Sub(tok.handed).Round(time.Second))
+					tok.beaten = now.Add(24 * time.Hour) // once
+				}
+			default:
+				_ = tok.msg.InProgress()
+				tok.beaten = now
+			}
+			tok.mu.Unlock()
+		}
 	}
 }
 
@@ -214,14 +323,15 @@ func (d *deliveries) hand(l *store.Lease) {
 	tok := l.Token.(*token)
 	fn := d.deliver.Load()
 	if fn == nil || *fn == nil {
-		_ = tok.msg.Nak()
+		d.endLease(tok, false, 0)
 		return
 	}
-	d.leased.Store(l.EventID, tok.msg)
+	now := time.Now()
+	tok.handed, tok.beaten = now, now
+	d.leased.add(tok, l.EventID)
 	if !(*fn)(l) {
-		d.leased.Delete(l.EventID)
 		d.m.deferred.Inc()
-		_ = tok.msg.NakWithDelay(time.Second)
+		d.endLease(tok, false, time.Second)
 		return
 	}
 	d.m.handed.Inc()
@@ -240,8 +350,14 @@ func (d *deliveries) onFirst(m jetstream.Msg) {
 		_ = m.Term()
 		return
 	}
-	payload, _ := splitRecord(h, m.Data())
-	ev.Head, ev.Tail = splitPayload(h, payload)
+	payload, _, ok := splitRecord(h, m.Data())
+	if !ok {
+		_ = m.Term()
+		return
+	}
+	// A copy: the lease must not keep the record (raw bytes,
+	// attachments) alive while it waits for its attempt.
+	ev.Head, ev.Tail = splitPayload(h, bytes.Clone(payload))
 	st := d.s.initialState(ev.ID, ev.InboxID, ev.Type)
 	if time.Duration(d.firstDelay.Load()) > 0 {
 		// The first attempt is due later: it becomes a schedule.
@@ -313,6 +429,14 @@ func (s *Store) Ready(l *store.Lease) bool {
 		return false
 	}
 	st := v.st
+	if st.Status == store.StatusPending && st.NextAt != 0 && st.NextAt < l.DueMs && redelivered(tok) < 4 {
+		// The state may be behind this due message: its schedule is
+		// published before the compare-and-set that writes the state, so
+		// a due time close to now can fire first. Ask again shortly
+		// rather than drop the only schedule of that time.
+		s.releaseAfter(l, store.ErrorBackoff)
+		return false
+	}
 	if st.Status != store.StatusPending || st.NextAt == 0 || st.NextAt != l.DueMs {
 		// Settled, or this due message was replaced by a later schedule
 		// (which brings its own lease).
@@ -336,24 +460,35 @@ func (s *Store) Ready(l *store.Lease) bool {
 	return true
 }
 
+// redelivered is how many times the lease's message was handed out
+// before this one.
+func redelivered(tok *token) uint64 {
+	md, err := tok.msg.Metadata()
+	if err != nil || md.NumDelivered == 0 {
+		return 0
+	}
+	return md.NumDelivered - 1
+}
+
 // endLease acks a lease's message (ack: it needs no attempt) or leaves
 // it for redelivery.
 func (s *Store) endLease(l *store.Lease, ack bool) {
-	s.dl.leased.Delete(l.EventID)
+	tok := l.Token.(*token)
 	if ack {
-		_ = l.Token.(*token).msg.Ack()
+		s.dl.endLease(tok, true, 0)
+		return
 	}
+	s.dl.leased.drop(tok)
 }
 
 func (s *Store) releaseAfter(l *store.Lease, d time.Duration) {
-	s.dl.leased.Delete(l.EventID)
-	_ = l.Token.(*token).msg.NakWithDelay(d)
+	s.dl.endLease(l.Token.(*token), false, d)
 }
 
 // Record implements store.Deliveries.
 func (s *Store) Record(l *store.Lease, change store.Change, done store.Recorded) {
 	ok := s.dl.submit(func() {
-		old, nw, err := s.applyChange(l.AccountID, l.EventID, l.Event.InboxID, l.Event.Type, change, true)
+		old, nw, err := s.applyChange(l.AccountID, l.EventID, l.Event.InboxID, l.Event.Type, change, max(l.DueMs, 1))
 		if err != nil {
 			s.dl.m.failed.Inc()
 			s.log.Warn("cannot record an attempt: it is made again", "event", l.EventID, "error", err)
@@ -367,7 +502,7 @@ func (s *Store) Record(l *store.Lease, change store.Change, done store.Recorded)
 		}
 	})
 	if !ok {
-		s.dl.leased.Delete(l.EventID) // redelivered to another node
+		s.dl.leased.drop(l.Token.(*token)) // redelivered to another node
 		if done != nil {
 			done(store.EventState{}, store.EventState{}, errClosed)
 		}
@@ -380,12 +515,7 @@ func (s *Store) Release(l *store.Lease, dueMs int64) {
 	if dueMs > 0 {
 		d = max(time.Until(time.UnixMilli(dueMs)), 0)
 	}
-	s.dl.leased.Delete(l.EventID)
-	if d == 0 {
-		_ = l.Token.(*token).msg.Nak()
-		return
-	}
-	_ = l.Token.(*token).msg.NakWithDelay(d)
+	s.dl.endLease(l.Token.(*token), false, d)
 }
 
 // Update implements store.Deliveries.
@@ -397,7 +527,7 @@ func (s *Store) Update(accountID, evtID string, change store.Change) error {
 	if err := s.writable(); err != nil {
 		return err
 	}
-	_, _, err := s.applyChange(e.acc, e.id, e.inbox, e.typ, change, false)
+	_, _, err := s.applyChange(e.acc, e.id, e.inbox, e.typ, change, 0)
 	return err
 }
 
@@ -417,7 +547,7 @@ func (s *Store) Submit(accountID, evtID string, change store.Change, done store.
 // InFlight implements store.Deliveries: a lease of the event is out on
 // this node, or the node's fan-out has not pushed it yet.
 func (s *Store) InFlight(evtID string) bool {
-	if _, ok := s.dl.leased.Load(evtID); ok {
+	if s.dl.leased.has(evtID) {
 		return true
 	}
 	e, ok := s.idx.event(evtID)

@@ -1,6 +1,7 @@
 package jsstore
 
 import (
+	"bytes"
 	"container/list"
 	"context"
 	"errors"
@@ -251,22 +252,31 @@ func (x *index) add(seq uint64, h nats.Header, data []byte) (store.Event, bool) 
 		return store.Event{}, false
 	}
 	ev := store.Event{ID: id, AccountID: e.acc, InboxID: e.inbox, Type: e.typ, MessageID: e.msg}
-	payload, _ := splitRecord(h, data)
+	payload, _, ok := splitRecord(h, data)
+	if !ok {
+		x.s.log.Error("an event's body does not match its header: not pushed", "event", id)
+		return store.Event{}, false
+	}
 	// A copy: the record after it (raw bytes, attachments) is not kept.
-	payload = append([]byte(nil), payload...)
+	payload = bytes.Clone(payload)
 	ev.Head, ev.Tail = splitPayload(h, payload)
 	x.payloads.put(id, payload)
 	return ev, true
 }
 
 // splitRecord splits an event message's body into the payload and the
-// message record after it.
-func splitRecord(h nats.Header, data []byte) (payload, rec []byte) {
-	n, err := strconv.Atoi(h.Get(hPayloadLen))
-	if err != nil || n < 0 || n > len(data) {
-		return data, nil
+// message record after it; false when the body does not match its
+// header (it is then neither pushed nor read).
+func splitRecord(h nats.Header, data []byte) (payload, rec []byte, ok bool) {
+	v := h.Get(hPayloadLen)
+	if v == "" {
+		return data, nil, true // no record (not a message event)
 	}
-	return data[:n:n], data[n:]
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 || n > len(data) {
+		return nil, nil, false
+	}
+	return data[:n:n], data[n:], true
 }
 
 // splitPayload splits a payload into its head and tail.

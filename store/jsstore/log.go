@@ -1,6 +1,7 @@
 package jsstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -326,7 +327,10 @@ func (s *Store) record(e entry) ([]recordPart, error) {
 	if m.header.Get(hMsgID) != e.id {
 		return nil, store.ErrNotFound // purged
 	}
-	_, rec := splitRecord(m.header, m.data)
+	_, rec, ok := splitRecord(m.header, m.data)
+	if !ok || rec == nil {
+		return nil, fmt.Errorf("the event message of %s holds no readable message record", e.id)
+	}
 	return decodeRecord(rec)
 }
 
@@ -442,10 +446,22 @@ func (s *Store) ListMessages(inboxID string, p store.Page) ([]store.Message, int
 		}()
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	kept := out[:0]
+	var failed []error
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			kept = append(kept, out[i])
+		case errors.Is(err, store.ErrNotFound):
+			// Purged (inbox deleted, aged out) since the index listed it.
+		default:
+			failed = append(failed, err)
+		}
+	}
+	if err := errors.Join(failed...); err != nil {
 		return nil, 0, fmt.Errorf("cannot list messages: %w", err)
 	}
-	return out, total, nil
+	return kept, total, nil
 }
 
 // GetEvent implements store.EventLog.
@@ -471,8 +487,12 @@ func (s *Store) eventOf(e entry) (store.Event, error) {
 	if m.header.Get(hMsgID) != e.id {
 		return store.Event{}, store.ErrNotFound
 	}
-	payload, _ := splitRecord(m.header, m.data)
-	ev.Head, ev.Tail = splitPayload(m.header, payload)
+	payload, _, ok := splitRecord(m.header, m.data)
+	if !ok {
+		return store.Event{}, fmt.Errorf("the event message of %s does not match its header", e.id)
+	}
+	// A copy: the caller must not keep the record alive.
+	ev.Head, ev.Tail = splitPayload(m.header, bytes.Clone(payload))
 	return ev, nil
 }
 

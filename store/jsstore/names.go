@@ -86,6 +86,11 @@ const (
 	// node's attempts are taken over, not how long an attempt may take.
 	ackWait   = 10 * time.Second
 	leaseBeat = 3 * time.Second
+	// leaseMaxHold bounds how long a node keeps one lease alive: above
+	// the longest attempt (--webhook-timeout, 15 s by default, plus the
+	// nodes' answers); a lease held longer is stuck and goes to another
+	// node (mailwire_cluster_leases_overheld_total).
+	leaseMaxHold = 2 * time.Minute
 	// maxLeases bounds the leases out at once over the cluster, per
 	// durable consumer.
 	maxLeases = 20000

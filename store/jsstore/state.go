@@ -103,7 +103,11 @@ const maxCASRetries = 50
 // attempt, its schedule message is published before the state is written
 // (a crash between the two leaves a schedule the state does not match,
 // which fires and ends; never a pending state without a schedule).
-func (s *Store) applyChange(accountID, evtID, inboxID, typ string, change store.Change, leased bool) (old, nw store.EventState, err error) {
+// leaseDue is the due time of the lease being recorded (0: none): its
+// message is acked after the change, so a new state due at that same time
+// needs its schedule again. A state whose next attempt did not change
+// (a stale outcome after a redeliver) already has its schedule.
+func (s *Store) applyChange(accountID, evtID, inboxID, typ string, change store.Change, leaseDue int64) (old, nw store.EventState, err error) {
 	for range maxCASRetries {
 		v, rev, err := s.loadState(evtID, inboxID, typ)
 		if err != nil {
@@ -114,7 +118,7 @@ func (s *Store) applyChange(accountID, evtID, inboxID, typ string, change store.
 		if att != nil {
 			nv.attempts = append(append([]store.Attempt(nil), v.attempts...), *att)
 		}
-		if nst.NextAt != 0 && (leased || nst.NextAt != v.st.NextAt || rev == 0) {
+		if nst.NextAt != 0 && (nst.NextAt != v.st.NextAt || rev == 0 || nst.NextAt == leaseDue) {
 			if err := s.schedule(accountID, evtID, nst.NextAt); err != nil {
 				return store.EventState{}, store.EventState{}, err
 			}

@@ -62,7 +62,6 @@ func (s *Store) ListAllEvents(accountID string, f store.EventFilter, p store.Pag
 
 // DeliveryStats implements store.Deliveries.
 func (s *Store) DeliveryStats() store.DeliveryStats {
-	n := 0
-	s.dl.leased.Range(func(_, _ any) bool { n++; return true })
+	n := s.dl.leased.len()
 	return store.DeliveryStats{InFlight: n, Backlog: len(s.dl.work), BacklogCap: cap(s.dl.work), Stored: s.m.stored.Get()}
 }
