@@ -93,8 +93,28 @@ func (e *env) startServer() error {
 		return err
 	}
 	e.api = api
+	// This process is a client from the start: it runs the senders, the
+	// webhook sink and the publisher whether or not it also holds
+	// WebSocket pools (the webhook and ingest scenarios start none).
 	e.probe = &Probe{API: api, PID: srv.PID}
+	// (With --server inproc this process is the server as well: the
+	// note above says so.)
+	e.probe.ClientPIDs = clientPIDs(nil)
 	return nil
+}
+
+// clientPIDs is the client side's processes: this one and the pools',
+// once each.
+func clientPIDs(pools []int) []int {
+	var out []int
+	seen := map[int]bool{}
+	for _, pid := range append([]int{os.Getpid()}, pools...) {
+		if !seen[pid] {
+			seen[pid] = true
+			out = append(out, pid)
+		}
+	}
+	return out
 }
 
 // buildPlan creates the accounts, inboxes and subscriber specs.
@@ -162,7 +182,7 @@ func (e *env) startPools() error {
 		return err
 	}
 	e.ps = ps
-	e.probe.ClientPIDs = ps.PIDs()
+	e.probe.ClientPIDs = clientPIDs(ps.PIDs())
 	e.samp = startSampler(e)
 	t0 := time.Now()
 	timeout := 60 * time.Second

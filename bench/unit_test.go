@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -299,4 +300,19 @@ func TestHelp(t *testing.T) {
 		!strings.Contains(errb.String(), "--conns") || !strings.Contains(errb.String(), "--via") {
 		t.Errorf("invalid flags: exit %d: %s", code, errb.String())
 	}
+}
+
+// The webhook and ingest scenarios start no pools: their client CPU is
+// this process's (it used to read 0 %).
+func TestClientPIDs(t *testing.T) {
+	me := os.Getpid()
+	f := func(pools []int, want []int) {
+		t.Helper()
+		if got := clientPIDs(pools); !slices.Equal(got, want) {
+			t.Fatalf("clientPIDs(%v) = %v, want %v", pools, got, want)
+		}
+	}
+	f(nil, []int{me})
+	f([]int{me}, []int{me})
+	f([]int{me + 1, me + 2, me + 1}, []int{me, me + 1, me + 2})
 }

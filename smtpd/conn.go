@@ -77,6 +77,18 @@ type conn struct {
 	// message is being read, else 0.
 	dataUntil atomic.Int64
 
+	// w holds replies written and not yet sent. go-smtp writes (and
+	// flushes) every reply line on its own; a pipelining client (RFC 2920)
+	// sends a group of commands in one packet and waits for all their
+	// replies, so the replies wait here until go-smtp needs more input
+	// (Read), the connection closes, or the buffer is full: one write per
+	// group instead of one per line. Nothing waits for input with a reply
+	// unsent, so a client that does not pipeline sees no difference.
+	w struct {
+		sync.Mutex
+		buf []byte // nil while empty: an idle connection holds none
+	}
+
 	mu struct {
 		sync.Mutex
 		// refused counts RCPTs answered 550 on this connection (over
@@ -99,6 +111,9 @@ type conn struct {
 // capped by the whole-DATA deadline; between commands go-smtp sets the
 // command deadline itself.
 func (c *conn) Read(p []byte) (int, error) {
+	if err := c.flush(); err != nil {
+		return 0, err
+	}
 	if c.broken.Load() {
 		return 0, os.ErrDeadlineExceeded
 	}
@@ -116,16 +131,46 @@ func (c *conn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Write closes the socket when a write fails: go-smtp ignores reply write
-// errors and would otherwise keep reading commands from a client that
-// stopped reading replies.
+// Write adds p to the replies waiting to be sent (see conn.w); past
+// replyBufMax they are sent at once.
 func (c *conn) Write(p []byte) (int, error) {
-	n, err := c.Conn.Write(p)
+	c.w.Lock()
+	defer c.w.Unlock()
+	c.w.buf = append(c.w.buf, p...)
+	if len(c.w.buf) >= replyBufMax {
+		if err := c.flushLocked(); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+// flush sends the replies waiting (in one write).
+func (c *conn) flush() error {
+	c.w.Lock()
+	defer c.w.Unlock()
+	return c.flushLocked()
+}
+
+// flushLocked closes the socket when the write fails: go-smtp ignores
+// reply write errors and would otherwise keep reading commands from a
+// client that stopped reading replies. The write is bounded by the
+// deadline go-smtp set before its last reply (CommandTimeout).
+func (c *conn) flushLocked() error {
+	if len(c.w.buf) == 0 {
+		return nil
+	}
+	_, err := c.Conn.Write(c.w.buf)
+	if cap(c.w.buf) > replyBufKept {
+		c.w.buf = nil
+	} else {
+		c.w.buf = c.w.buf[:0]
+	}
 	if err != nil {
 		c.broken.Store(true)
 		_ = c.Conn.Close()
 	}
-	return n, err
+	return err
 }
 
 // Close closes the socket and gives the connection's slot back. go-smtp
@@ -137,6 +182,11 @@ func (c *conn) Close() error {
 		c.mu.Lock()
 		c.mu.closed = true
 		c.mu.Unlock()
+		// The last replies (221 to QUIT, a 421, TLS's close_notify) get
+		// a short deadline of their own: tls.Conn.Close sets the write
+		// deadline to now once it has queued close_notify here.
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(goodbyeWriteTimeout))
+		_ = c.flush()
 		err = c.Conn.Close()
 		c.srv.release(c)
 	})
@@ -208,6 +258,7 @@ func (c *conn) endTx() {
 	case c.mu.closed:
 	case c.broken.Load() || c.closeAfterReply.Load():
 		c.mu.closed = true
+		_ = c.flush() // the reply that ends it (421, 500)
 		_ = c.Conn.Close()
 	case c.srv.draining.Load():
 		c.goodbyeLocked(lineShuttingDown)
@@ -246,12 +297,13 @@ func (c *conn) forceClose() {
 // beside go-smtp's goroutine, which is then blocked reading a command (or
 // writing a reply: a socket serialises whole writes, so lines do not mix).
 func (c *conn) goodbyeLocked(line string) {
-	var w net.Conn = c.Conn
+	var w net.Conn = c // behind the replies waiting, if any
 	if c.mu.tls != nil {
-		w = c.mu.tls
+		w = c.mu.tls // which writes through c
 	}
-	_ = w.SetWriteDeadline(time.Now().Add(goodbyeWriteTimeout))
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(goodbyeWriteTimeout))
 	_, _ = w.Write([]byte(line))
+	_ = c.flush()
 	c.mu.closed = true
 	_ = c.Conn.Close()
 }

@@ -54,4 +54,9 @@ const (
 	// reply on a fresh or idle socket only fills the kernel buffer, so
 	// this is only ever reached by a client that stopped reading.
 	goodbyeWriteTimeout = 200 * time.Millisecond
+	// replyBufMax bounds the replies a connection holds before sending
+	// them (a client pipelining a long group of commands); replyBufKept
+	// is the largest buffer kept for the next group.
+	replyBufMax  = 16 << 10
+	replyBufKept = 4 << 10
 )

@@ -147,8 +147,7 @@ func (h *Hub) Push(ev *store.Event, attempt int, at time.Time, done func(deliver
 				}
 			}
 			if r == pushWritten {
-				sent++
-				c.addAckCredit()
+				sent++ // pushEvent granted the ack credit
 			}
 		}
 		h.m.delivered.Add(sent)

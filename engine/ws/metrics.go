@@ -15,6 +15,7 @@ type wsMetrics struct {
 	replayed  *metrics.Counter
 	slow      *metrics.Counter
 	bytesOut  *metrics.Counter
+	writes    *metrics.Counter
 	framesIn  map[string]*metrics.Counter
 	framesOut map[string]*metrics.Counter
 	closes    map[int]*metrics.Counter
@@ -36,6 +37,7 @@ func newMetrics(s *metrics.Set, h *Hub) *wsMetrics {
 		replayed:  s.NewCounter(`mailwire_ws_replayed_events_total`),
 		slow:      s.NewCounter(`mailwire_ws_slow_consumers_total`),
 		bytesOut:  s.NewCounter(`mailwire_ws_event_bytes_total`),
+		writes:    s.NewCounter(`mailwire_ws_socket_writes_total`),
 		framesIn:  map[string]*metrics.Counter{},
 		framesOut: map[string]*metrics.Counter{},
 		closes:    map[int]*metrics.Counter{},
