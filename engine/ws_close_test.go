@@ -72,7 +72,7 @@ func TestWSSlowConsumerGetsA1008(t *testing.T) {
 	body := strings.Repeat("a long line of text. ", 3000) // ~60 KiB per event: a backlog builds up first
 	n := 0
 	start := time.Now()
-	testserver.WaitFor(t, 20*time.Second, "the slow consumer to be closed", func() bool {
+	testserver.WaitFor(t, 60*time.Second, "the slow consumer to be closed", func() bool {
 		n++
 		s.MustJSON("POST", "/v1/inboxes/"+in+"/inbound", acc.Key, map[string]string{"from": "a@b.c", "subject": "x", "text": body}, http.StatusAccepted, nil)
 		_, m, _ := s.Do("GET", "/metrics", "", nil)
