@@ -21,10 +21,13 @@ cluster: build
 	GO=$(GO) scripts/cluster
 
 # The independent clients the tests drive (Python websockets, swaks,
-# smtp-source, promtool, chromium) are installed first if missing.
+# smtp-source, promtool, chromium) are installed first if missing. The
+# engine and delivery suites run twice: on Pebble and on the cluster store.
 test: vet
 	scripts/test-deps
 	MAILWIRE_REQUIRE_TOOLS=1 $(GO) test -race -count=1 -timeout 20m ./...
+	@echo "the engine and delivery suites again, on the cluster store (embedded NATS):"
+	MAILWIRE_TEST_STORE=nats MAILWIRE_REQUIRE_TOOLS=1 $(GO) test -race -count=1 -timeout 20m ./engine/ ./delivery/
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
