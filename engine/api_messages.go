@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"io"
 	"mime"
 	"net/http"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/mailwire/mailwire/ingest"
 	"github.com/mailwire/mailwire/internal/ids"
+	"github.com/mailwire/mailwire/internal/promtext"
 	"github.com/mailwire/mailwire/store"
 )
 
@@ -423,11 +425,11 @@ func (s *Server) adminRevokeKey(w http.ResponseWriter, r *req) error {
 func (s *Server) metricsHandler(w http.ResponseWriter, _ *req) error {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
-	s.cfg.Metrics.WritePrometheus(w)
+	writers := []func(io.Writer){s.cfg.Metrics.WritePrometheus}
 	for _, set := range s.cfg.ExtraMetrics {
-		set.WritePrometheus(w)
+		writers = append(writers, set.WritePrometheus)
 	}
-	s.deps.DB.WriteMetrics(w)
-	metricsWriteProcess(w)
+	writers = append(writers, s.deps.DB.WriteMetrics, metricsWriteProcess)
+	promtext.Write(w, writers...)
 	return nil
 }

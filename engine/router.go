@@ -32,7 +32,7 @@ type handler func(w http.ResponseWriter, r *req) error
 type route struct {
 	method string
 	segs   []string // literal segments, or "{name}"
-	name   string   // "METHOD /pattern", the metrics label
+	path   string   // "/pattern", the metrics' route label
 	auth   authKind
 	h      handler
 	noHead bool // a GET route that HEAD does not reach (the WebSocket upgrade)
@@ -50,7 +50,7 @@ type router struct {
 
 func (rt *router) add(pattern string, auth authKind, h handler) *route {
 	method, path, _ := strings.Cut(pattern, " ")
-	r := &route{method: method, segs: splitPath(path), name: pattern, auth: auth, h: h}
+	r := &route{method: method, segs: splitPath(path), path: path, auth: auth, h: h}
 	rt.routes = append(rt.routes, r)
 	return r
 }
@@ -114,7 +114,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, hr *http.Request) {
 	sw := &statusWriter{ResponseWriter: w, head: hr.Method == http.MethodHead}
 	switch {
 	case rt != nil:
-		name = rt.name
+		name = rt.path
 		err = s.run(sw, hr, rt, params)
 	case len(allow) > 0:
 		// RFC 9110 §15.5.6: a 405 lists the methods the resource has.
@@ -130,7 +130,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, hr *http.Request) {
 	if sw.head {
 		sw.finishHead()
 	}
-	s.m.request(name, sw.status(), start)
+	s.m.request(hr.Method, name, sw.status(), start)
 }
 
 func (s *Server) run(w http.ResponseWriter, hr *http.Request, rt *route, params map[string]string) error {

@@ -147,7 +147,7 @@ type Server struct {
 func New(cfg Config, deps Deps) *Server {
 	cfg.setDefaults()
 	s := &Server{cfg: cfg, deps: deps, log: cfg.Logger.With("component", "engine")}
-	s.m = newEngineMetrics(cfg.Metrics)
+	s.m = newEngineMetrics(cfg.Metrics, cfg.Version)
 	wcfg := cfg.WS
 	wcfg.Metrics, wcfg.Logger = cfg.Metrics, cfg.Logger
 	s.hub = ws.New(wcfg, wsBackend{db: deps.DB, d: deps.Delivery})

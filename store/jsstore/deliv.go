@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/mailwire/mailwire/internal/promtext"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -65,10 +67,13 @@ type token struct {
 
 func newDeliveries(s *Store) *deliveries {
 	d := &deliveries{s: s, work: make(chan func(), 1<<16)}
-	d.m.handed = s.m.set.NewCounter("mailwire_delivery_scheduled_total")
-	d.m.deferred = s.m.set.NewCounter("mailwire_delivery_deferred_total")
-	d.m.recorded = s.m.set.NewCounter("mailwire_cluster_outcomes_recorded_total")
-	d.m.failed = s.m.set.NewCounter("mailwire_cluster_outcomes_failed_total")
+	d.m.handed = s.m.set.NewCounter(promtext.Describe("mailwire_delivery_scheduled_total", "Delivery attempts handed to the dispatcher (leases)."))
+	d.m.deferred = s.m.set.NewCounter(promtext.Describe("mailwire_delivery_deferred_total", "Attempts given back because the dispatcher's queue was full (they run later)."))
+	d.m.recorded = s.m.set.NewCounter(promtext.Describe("mailwire_cluster_outcomes_recorded_total", "Attempt outcomes this node recorded in JetStream."))
+	d.m.failed = s.m.set.NewCounter(promtext.Describe("mailwire_cluster_outcomes_failed_total", "Attempt outcomes this node could not record in JetStream (the lease is redelivered)."))
+	promtext.Describe("mailwire_nats_consumer_pending", "Messages a JetStream consumer of this node has not been handed yet, by consumer.")
+	promtext.Describe("mailwire_nats_consumer_ack_pending", "Messages handed to a JetStream consumer of this node and not yet acknowledged, by consumer.")
+	promtext.Describe("mailwire_nats_consumer_redelivered", "Messages a JetStream consumer of this node was handed more than once, by consumer.")
 	for range recordWorkers {
 		d.workWG.Add(1)
 		go func() {
