@@ -4,7 +4,6 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/mailwire/mailwire/internal/promtext"
-
 	"github.com/mailwire/mailwire/store"
 )
 

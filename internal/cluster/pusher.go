@@ -22,11 +22,10 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-
-	"github.com/mailwire/mailwire/internal/promtext"
 	"github.com/nats-io/nats.go"
 
 	"github.com/mailwire/mailwire/delivery"
+	"github.com/mailwire/mailwire/internal/promtext"
 	"github.com/mailwire/mailwire/store"
 	"github.com/mailwire/mailwire/store/jsstore"
 )

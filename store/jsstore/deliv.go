@@ -11,11 +11,10 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-
-	"github.com/mailwire/mailwire/internal/promtext"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/mailwire/mailwire/internal/promtext"
 	"github.com/mailwire/mailwire/store"
 )
 
