@@ -429,7 +429,7 @@ func (s *Server) metricsHandler(w http.ResponseWriter, _ *req) error {
 	for _, set := range s.cfg.ExtraMetrics {
 		writers = append(writers, set.WritePrometheus)
 	}
-	writers = append(writers, s.deps.DB.WriteMetrics, metricsWriteProcess)
+	writers = append(writers, s.deps.DB.WriteMetrics, s.writeDueMetrics, metricsWriteProcess)
 	promtext.Write(w, writers...)
 	return nil
 }

@@ -2,9 +2,13 @@ package engine_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +24,36 @@ import (
 func TestMetricsPassPromtool(t *testing.T) {
 	t.Parallel()
 	promtool := testserver.Tool(t, "/usr/bin/promtool", "prometheus")
+	metrics := scrapeAfterTraffic(t)
+	for _, want := range []string{
+		"# TYPE mailwire_webhook_duration_seconds histogram\n",
+		`mailwire_webhook_duration_seconds_bucket{le="+Inf"} 2`,
+		"mailwire_events_failed_total 1\n",
+		"# TYPE mailwire_smtp_store_duration_seconds histogram\n",
+		"# TYPE mailwire_pebble_wal_fsync_seconds histogram\n",
+		`mailwire_build_info{version="test"} 1`,
+		"mailwire_delivery_overdue 0\n",
+	} {
+		if strings.Contains(want, "pebble") && testserver.OnNATSEnv() {
+			continue
+		}
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = bytes.NewReader(metrics)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+// scrapeAfterTraffic starts a node, sends traffic through every side
+// (HTTP, a WebSocket, a webhook that fails, SMTP registered) and returns
+// its /metrics.
+func scrapeAfterTraffic(t *testing.T) []byte {
+	t.Helper()
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusInternalServerError)
 	}))
@@ -36,21 +70,72 @@ func TestMetricsPassPromtool(t *testing.T) {
 	testserver.WaitFor(t, 10*time.Second, "the event fails", func() bool { return s.EventStatus(a.Key, evt) == "failed" })
 
 	_, metrics, _ := call(s, "GET", "/metrics", "", nil)
-	for _, want := range []string{
-		"# TYPE mailwire_webhook_duration_seconds histogram\n",
-		`mailwire_webhook_duration_seconds_bucket{le="+Inf"} 2`,
-		"mailwire_events_failed_total 1\n",
-		"# TYPE mailwire_smtp_store_duration_seconds histogram\n",
-		`mailwire_build_info{version="test"} 1`,
-	} {
-		if !strings.Contains(string(metrics), want) {
-			t.Errorf("/metrics lacks %q", want)
+	return metrics
+}
+
+// TestMonitoringFiles checks docs/monitoring: the alert rules with
+// `promtool check rules` and their unit tests with `promtool test rules`,
+// and that every mailwire_ metric the rules and the Grafana dashboard
+// query is one the server exports.
+func TestMonitoringFiles(t *testing.T) {
+	t.Parallel()
+	promtool := testserver.Tool(t, "/usr/bin/promtool", "prometheus")
+	const dir = "../docs/monitoring"
+	for _, args := range [][]string{{"check", "rules", "mailwire-alerts.yml"}, {"test", "rules", "mailwire-alerts.test.yml"}} {
+		cmd := exec.Command(promtool, args...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	}
-	cmd := exec.Command(promtool, "check", "metrics")
-	cmd.Stdin = bytes.NewReader(metrics)
-	out, err := cmd.CombinedOutput()
+
+	exported := map[string]bool{}
+	for _, line := range strings.Split(string(scrapeAfterTraffic(t)), "\n") {
+		if rest, ok := strings.CutPrefix(line, "# TYPE "); ok {
+			exported[strings.Fields(rest)[0]] = true
+		}
+	}
+	var exprs []string
+	rules, err := os.ReadFile(filepath.Join(dir, "mailwire-alerts.yml"))
 	if err != nil {
-		t.Fatalf("promtool check metrics: %v\n%s", err, out)
+		t.Fatal(err)
+	}
+	exprs = append(exprs, string(rules))
+	raw, err := os.ReadFile(filepath.Join(dir, "mailwire-dashboard.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+	}
+	if err := json.Unmarshal(raw, &dash); err != nil {
+		t.Fatalf("dashboard: %v", err)
+	}
+	queries := 0
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			exprs = append(exprs, tg.Expr)
+			queries++
+		}
+	}
+	if queries < 20 {
+		t.Errorf("the dashboard has %d queries", queries)
+	}
+	name := regexp.MustCompile(`\bmailwire_[a-z0-9_]+`)
+	for _, e := range exprs {
+		for _, m := range name.FindAllString(e, -1) {
+			fam := m
+			for _, suf := range []string{"_bucket", "_sum", "_count"} {
+				if b, ok := strings.CutSuffix(m, suf); ok && exported[b] {
+					fam = b
+				}
+			}
+			if !exported[fam] {
+				t.Errorf("%s is queried by docs/monitoring but not exported by /metrics", m)
+			}
+		}
 	}
 }

@@ -130,6 +130,7 @@ type Server struct {
 	hub       *ws.Hub
 	throttle  *authThrottle
 	ops       rateWindow // readings for /admin/v1/stats rates
+	due       dueCache   // the due index's count for /metrics
 
 	// handoff orders a connection's setup (done by nbhttp's accept
 	// goroutine) before its first read on the poller goroutine, in a way
