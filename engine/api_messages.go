@@ -345,7 +345,7 @@ func (s *Server) adminCreateAccount(w http.ResponseWriter, r *req) error {
 	if err != nil {
 		return err
 	}
-	s.log.Info("account created", "account", acc.ID, "key", key.ID)
+	s.log.Info("account created", "account", acc.ID, "key", key.ID, "request_id", r.requestID)
 	return writeJSON(w, http.StatusCreated, accountView{ID: acc.ID, Name: acc.Name, APIKey: plain, KeyID: key.ID, CreatedAt: apiTime(acc.CreatedAt)})
 }
 
@@ -374,7 +374,7 @@ func (s *Server) adminCreateKey(w http.ResponseWriter, r *req) error {
 	if err != nil {
 		return mapStoreErr(err, "account "+id)
 	}
-	s.log.Info("api key created", "account", id, "key", k.ID)
+	s.log.Info("api key created", "account", id, "key", k.ID, "request_id", r.requestID)
 	return writeJSON(w, http.StatusCreated, map[string]string{"id": k.ID, "apiKey": plain, "accountId": id, "createdAt": apiTime(k.CreatedAt)})
 }
 
@@ -417,7 +417,7 @@ func (s *Server) adminRevokeKey(w http.ResponseWriter, r *req) error {
 		return mapStoreErr(err, "api key "+id)
 	}
 	n := s.hub.KeyRevoked(k.ID)
-	s.log.Info("api key revoked", "account", k.AccountID, "key", k.ID, "websockets_closed", n)
+	s.log.Info("api key revoked", "account", k.AccountID, "key", k.ID, "websockets_closed", n, "request_id", r.requestID)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

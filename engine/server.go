@@ -64,6 +64,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Version is reported by /healthz.
 	Version string
+	// AccessLog logs one line per HTTP request (--access-log): method,
+	// path, route, status, duration, body bytes, client address and
+	// request id.
+	AccessLog bool
 }
 
 func (c *Config) setDefaults() {
@@ -118,10 +122,11 @@ type Limits struct {
 
 // Server is the HTTP + WebSocket edge.
 type Server struct {
-	cfg  Config
-	deps Deps
-	log  *slog.Logger
-	m    *emetrics
+	cfg    Config
+	deps   Deps
+	log    *slog.Logger
+	access *slog.Logger // component=access: the --access-log lines
+	m      *emetrics
 
 	nb        *nbhttp.Engine
 	acceptLog limits.RateLog
@@ -147,7 +152,7 @@ type Server struct {
 // New builds a Server; Start makes it listen.
 func New(cfg Config, deps Deps) *Server {
 	cfg.setDefaults()
-	s := &Server{cfg: cfg, deps: deps, log: cfg.Logger.With("component", "engine")}
+	s := &Server{cfg: cfg, deps: deps, log: cfg.Logger.With("component", "engine"), access: cfg.Logger.With("component", "access")}
 	s.m = newEngineMetrics(cfg.Metrics, cfg.Version)
 	wcfg := cfg.WS
 	wcfg.Metrics, wcfg.Logger = cfg.Metrics, cfg.Logger

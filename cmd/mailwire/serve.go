@@ -65,6 +65,7 @@ type serveConfig struct {
 	NATSTLSCA           string
 	LogLevel            string
 	LogFormat           string
+	AccessLog           bool
 	ShutdownTimeout     time.Duration
 }
 
@@ -110,6 +111,7 @@ func serveFlags(c *serveConfig) *flag.FlagSet {
 	fs.StringVar(&c.NATSTLSCA, "nats-tls-ca", "", "CA certificate `file` to verify a NATS server's TLS certificate")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
+	fs.BoolVar(&c.AccessLog, "access-log", false, "log one line per HTTP request (method, path, route, status, duration, bytes, client, request id) at info level")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown may take before connections are dropped")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: mailwire serve [flags]\n\nEvery flag can also be set with MAILWIRE_<FLAG> (e.g. MAILWIRE_HTTP_ADDR); the flag wins.\n\nFlags:\n")
@@ -320,8 +322,9 @@ func startNode(c *serveConfig, log *slog.Logger, out *os.File) (*app.App, error)
 		SMTPMaxConnsPerIP:   c.SMTPMaxConnsPerIP,
 		NATS: app.NATSConfig{URL: c.NATSURL, Node: c.nodeName(), Replicas: c.NATSReplicas,
 			CredsFile: c.NATSCreds, TLSCA: c.NATSTLSCA},
-		Version: version,
-		Logger:  log,
+		Version:   version,
+		Logger:    log,
+		AccessLog: c.AccessLog,
 	})
 	if err != nil {
 		return nil, err

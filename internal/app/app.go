@@ -66,6 +66,8 @@ type Config struct {
 	NATS    NATSConfig
 	Version string
 	Logger  *slog.Logger
+	// AccessLog is --access-log: one log line per HTTP request.
+	AccessLog bool
 }
 
 // NATSConfig is the cluster flags (--nats-*, --node-name).
@@ -163,6 +165,7 @@ func Start(cfg Config) (*App, error) {
 		ExtraMetrics:         []*metrics.Set{dset},
 		Logger:               log,
 		Version:              cfg.Version,
+		AccessLog:            cfg.AccessLog,
 	}, engine.Deps{DB: db, Ingest: ing, Delivery: disp, Limits: lim})
 	a := &App{cfg: cfg, log: log, DB: db, Delivery: disp, Ingest: ing, Engine: srv, Limits: lim, stopWatch: make(chan struct{})}
 	if readOnly {

@@ -1,0 +1,96 @@
+package engine_test
+
+import (
+	"bytes"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mailwire/mailwire/internal/app"
+	"github.com/mailwire/mailwire/internal/testserver"
+)
+
+// syncBuffer is a log sink the server's goroutines may write to at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+func TestRequestIDAndAccessLog(t *testing.T) {
+	t.Parallel()
+	var logs syncBuffer
+	s := startAPI(t, func(c *app.Config) {
+		c.AccessLog = true
+		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	a := s.NewAccount("a")
+
+	// A sane id from the client is kept, on success and on errors.
+	for _, path := range []string{"/v1/inboxes", "/v1/inboxes/inb_nope"} {
+		st, _, h := call(s, "GET", path, a.Key, nil, "X-Request-Id", "proxy-7f3a:1")
+		if got := h.Get("X-Request-Id"); got != "proxy-7f3a:1" {
+			t.Errorf("GET %s (%d): X-Request-Id %q, want the client's", path, st, got)
+		}
+	}
+	// None, or one unfit for a log line, gets a new one.
+	seen := map[string]bool{}
+	for _, hdr := range [][]string{nil, {"X-Request-Id", "has space"}, {"X-Request-Id", strings.Repeat("x", 129)}, {"X-Request-Id", "a\"b"}} {
+		_, _, h := call(s, "GET", "/healthz", "", nil, hdr...)
+		got := h.Get("X-Request-Id")
+		if !strings.HasPrefix(got, "req_") || seen[got] {
+			t.Errorf("request with %q: X-Request-Id %q, want a new req_ id", hdr, got)
+		}
+		seen[got] = true
+	}
+	// 404 of an unknown route too.
+	if _, _, h := call(s, "GET", "/nope", "", nil); h.Get("X-Request-Id") == "" {
+		t.Error("a 404 has no X-Request-Id")
+	}
+
+	testserver.WaitFor(t, 5*time.Second, "the access log line", func() bool {
+		return strings.Contains(logs.String(), "request_id=proxy-7f3a:1")
+	})
+	var line string
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, "request_id=proxy-7f3a:1") && strings.Contains(l, "inb_nope") {
+			line = l
+		}
+	}
+	for _, want := range []string{"component=access", `msg="http request"`, "method=GET", "path=/v1/inboxes/inb_nope",
+		"route=/v1/inboxes/{id}", "status=400", "duration_ms=", "remote=127.0.0.1:"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("access log line %q lacks %q", line, want)
+		}
+	}
+	if strings.Contains(logs.String(), a.Key) {
+		t.Error("the log holds the API key")
+	}
+}
+
+func TestNoAccessLogByDefault(t *testing.T) {
+	t.Parallel()
+	var logs syncBuffer
+	s := startAPI(t, func(c *app.Config) { c.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
+	st, _, h := call(s, "GET", "/healthz", "", nil)
+	if st != http.StatusOK || h.Get("X-Request-Id") == "" {
+		t.Fatalf("healthz %d, X-Request-Id %q", st, h.Get("X-Request-Id"))
+	}
+	if strings.Contains(logs.String(), "component=access") {
+		t.Errorf("access log without --access-log:\n%s", logs.String())
+	}
+}
