@@ -139,11 +139,30 @@ func (s *Server) listMessages(w http.ResponseWriter, r *req) error {
 	if err != nil {
 		return err
 	}
-	out := list[messageView]{Data: make([]messageView, 0, len(ms)), Total: total}
+	out := list[messageListItem]{Data: make([]messageListItem, 0, len(ms)), Total: total}
 	for _, m := range ms {
-		out.Data = append(out.Data, viewMessage(m))
+		v := viewMessage(m)
+		out.Data = append(out.Data, messageListItem{v.ID, v.InboxID, v.ThreadID, v.RFCMessageID, v.From, v.To, v.Cc,
+			v.Subject, v.Attachments, v.AttachmentsTruncated, v.ReceivedAt})
 	}
 	return writeJSON(w, http.StatusOK, out)
+}
+
+// messageListItem is a message in GET /v1/inboxes/{id}/messages: the
+// message without bodyText and bodyHtml (a list of 50 messages with
+// their bodies can weigh megabytes); GET /v1/messages/{id} has them.
+type messageListItem struct {
+	ID                   string           `json:"id"`
+	InboxID              string           `json:"inboxId"`
+	ThreadID             string           `json:"threadId"`
+	RFCMessageID         string           `json:"rfcMessageId"`
+	From                 string           `json:"from"`
+	To                   string           `json:"to"`
+	Cc                   []string         `json:"cc"`
+	Subject              string           `json:"subject"`
+	Attachments          []attachmentView `json:"attachments"`
+	AttachmentsTruncated bool             `json:"attachmentsTruncated,omitempty"`
+	ReceivedAt           string           `json:"receivedAt"`
 }
 
 func (s *Server) getMessage(w http.ResponseWriter, r *req) error {

@@ -116,7 +116,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, hr *http.Request) {
 	rt, params, allow := s.router.match(hr.Method, hr.URL.Path)
 	name := "unmatched"
 	var err error
-	sw := &statusWriter{ResponseWriter: w, head: hr.Method == http.MethodHead}
+	sw := &statusWriter{ResponseWriter: w, head: hr.Method == http.MethodHead, gzipOK: acceptsGzip(hr.Header.Get("Accept-Encoding"))}
 	switch {
 	case rt != nil:
 		name = rt.path
@@ -192,8 +192,9 @@ type statusWriter struct {
 	http.ResponseWriter
 	code    int
 	head    bool
-	dropped int // body bytes not sent (HEAD)
-	written int // body bytes the handler wrote
+	dropped int  // body bytes not sent (HEAD)
+	written int  // body bytes the handler wrote
+	gzipOK  bool // the client accepts gzip (JSON answers, compressJSON)
 }
 
 // finishHead gives a HEAD answer the Content-Length the GET answer would
