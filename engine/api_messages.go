@@ -78,6 +78,9 @@ func inboundErr(err error) error {
 		return errf(http.StatusRequestEntityTooLarge, codeTooLarge, "the message is larger than --max-message-size")
 	case errors.Is(err, ingest.ErrInvalid):
 		return errf(http.StatusUnprocessableEntity, codeInvalidValue, err.Error())
+	case errors.Is(err, ingest.ErrIdempotencyMismatch):
+		return errf(http.StatusUnprocessableEntity, codeIdempotencyMismatch,
+			"this Idempotency-Key was used before with a different request body; use a new key for a new message")
 	case errors.Is(err, store.ErrNotFound):
 		return errf(http.StatusNotFound, codeNotFound, "inbox not found")
 	}

@@ -235,7 +235,8 @@ func TestAPIRestart(t *testing.T) {
 	mustGet(t, s, "/v1/inboxes", k2.APIKey, &listOf[inbox]{})
 	checkErr(t, s, "GET", "/v1/inboxes", k3.APIKey, nil, http.StatusUnauthorized, "unauthorized")
 	// The idempotency record survived: the same key replays.
-	r1again, h := inboundJSON(t, s, a.Key, in.ID, map[string]any{"from": "c@example.com", "subject": "first", "text": "1"}, "Idempotency-Key", "restart-key")
+	r1again, h := inboundJSON(t, s, a.Key, in.ID, map[string]any{"from": "c@example.com", "subject": "first", "text": "1",
+		"attachments": []map[string]string{{"filename": "f.txt", "contentType": "text/plain", "contentBase64": "ZmlsZQ=="}}}, "Idempotency-Key", "restart-key")
 	if r1again != r1 || h.Get("Idempotent-Replayed") != "true" {
 		t.Errorf("idempotent replay after restart: %+v %q", r1again, h.Get("Idempotent-Replayed"))
 	}
