@@ -111,3 +111,18 @@ func TestRESTGzipAndBodilessMessageList(t *testing.T) {
 		t.Errorf("a small answer is gzipped")
 	}
 }
+
+func TestOpenAPIServed(t *testing.T) {
+	t.Parallel()
+	s := startAPI(t)
+	a := s.NewAccount("a")
+	checkErr(t, s, "GET", "/v1/openapi.json", "", nil, http.StatusUnauthorized, "unauthorized")
+	var doc struct {
+		OpenAPI string
+		Paths   map[string]any
+	}
+	s.MustJSON("GET", "/v1/openapi.json", a.Key, nil, http.StatusOK, &doc)
+	if !strings.HasPrefix(doc.OpenAPI, "3.") || doc.Paths["/v1/inboxes/{id}/messages"] == nil {
+		t.Errorf("openapi.json: %q, %d paths", doc.OpenAPI, len(doc.Paths))
+	}
+}
