@@ -113,7 +113,7 @@ type attachmentView struct {
 	URL         string `json:"url"`
 }
 
-func viewMessage(m store.Message) messageView {
+func (s *Server) viewMessage(m store.Message) messageView {
 	v := messageView{
 		ID: m.ID, InboxID: m.InboxID, ThreadID: m.ThreadID, RFCMessageID: m.RFCMessageID,
 		From: m.From, To: m.To, Cc: m.Cc, Subject: m.Subject, BodyText: m.BodyText,
@@ -124,7 +124,7 @@ func viewMessage(m store.Message) messageView {
 		v.Cc = []string{}
 	}
 	for _, a := range m.Attachments {
-		v.Attachments = append(v.Attachments, attachmentView{a.Filename, a.ContentType, a.SizeBytes, ingest.AttachmentURL(m.ID, a.Filename)})
+		v.Attachments = append(v.Attachments, attachmentView{a.Filename, a.ContentType, a.SizeBytes, strings.TrimSuffix(s.cfg.PublicURL, "/") + ingest.AttachmentURL(m.ID, a.Filename)})
 	}
 	return v
 }
@@ -144,7 +144,7 @@ func (s *Server) listMessages(w http.ResponseWriter, r *req) error {
 	}
 	out := list[messageListItem]{Data: make([]messageListItem, 0, len(ms)), Total: total}
 	for _, m := range ms {
-		v := viewMessage(m)
+		v := s.viewMessage(m)
 		out.Data = append(out.Data, messageListItem{v.ID, v.InboxID, v.ThreadID, v.RFCMessageID, v.From, v.To, v.Cc,
 			v.Subject, v.Attachments, v.AttachmentsTruncated, v.ReceivedAt})
 	}
@@ -177,7 +177,7 @@ func (s *Server) getMessage(w http.ResponseWriter, r *req) error {
 	if err != nil {
 		return mapStoreErr(err, "message "+id)
 	}
-	return writeJSON(w, http.StatusOK, viewMessage(m))
+	return writeJSON(w, http.StatusOK, s.viewMessage(m))
 }
 
 func (s *Server) getRaw(w http.ResponseWriter, r *req) error {

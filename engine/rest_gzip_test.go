@@ -8,6 +8,9 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/mailwire/mailwire/internal/app"
+	"github.com/mailwire/mailwire/internal/testserver"
 )
 
 // rawGet sends GET url with the key and headers over a transport that does
@@ -124,5 +127,30 @@ func TestOpenAPIServed(t *testing.T) {
 	s.MustJSON("GET", "/v1/openapi.json", a.Key, nil, http.StatusOK, &doc)
 	if !strings.HasPrefix(doc.OpenAPI, "3.") || doc.Paths["/v1/inboxes/{id}/messages"] == nil {
 		t.Errorf("openapi.json: %q, %d paths", doc.OpenAPI, len(doc.Paths))
+	}
+}
+
+// --public-url makes attachment URLs absolute in events and in message
+// answers; without it they stay relative.
+func TestPublicURLMakesAttachmentURLsAbsolute(t *testing.T) {
+	t.Parallel()
+	if testserver.OnNATSEnv() {
+		t.Skip("--public-url is Pebble-only for now (refused with --nats-url)")
+	}
+	for _, base := range []string{"", "https://mail.example.com"} {
+		s := startAPI(t, func(c *app.Config) { c.PublicURL = base + "/" })
+		if base == "" {
+			s = startAPI(t)
+		}
+		a := s.NewAccount("a")
+		in := createInbox(t, s, a.Key, map[string]any{"mailboxName": "pub"})
+		r, _ := inboundJSON(t, s, a.Key, in.ID, map[string]any{"from": "c@example.com", "subject": "s", "text": "t",
+			"attachments": []map[string]string{{"filename": "a b.txt", "contentBase64": "eA=="}}})
+		want := `"url":"` + base + `/v1/attachments/` + r.MessageID + `/a%20b.txt"`
+		for _, path := range []string{"/v1/events/" + r.EventID, "/v1/messages/" + r.MessageID} {
+			if _, body, _ := call(s, "GET", path, a.Key, nil); !strings.Contains(string(body), want) {
+				t.Errorf("base %q: GET %s lacks %s: %s", base, path, want, body)
+			}
+		}
 	}
 }

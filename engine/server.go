@@ -68,6 +68,9 @@ type Config struct {
 	// path, route, status, duration, body bytes, client address and
 	// request id.
 	AccessLog bool
+	// PublicURL (--public-url) is put before attachment URLs in message
+	// answers, as the store does in events.
+	PublicURL string
 }
 
 func (c *Config) setDefaults() {

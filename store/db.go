@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,6 +50,9 @@ type Options struct {
 	// MaxEventBytes caps an event's frame (and webhook body) by cutting
 	// its bodies (RenderMessageEvent); 0 means DefaultMaxEventBytes.
 	MaxEventBytes int
+	// PublicURL (--public-url), when set, is put before the attachment
+	// URLs of events ("https://mail.example.com", no trailing slash).
+	PublicURL string
 	// ReadOnly opens the database without writing (no WAL, no flush):
 	// for a start on a disk too full to open it for writing. Writes
 	// return ErrReadOnly.
@@ -94,6 +98,7 @@ type DB struct {
 	dl    *deliveries     // the delivery side of the event log
 
 	maxEventBytes int
+	publicURL     string
 
 	readOnly bool
 	// failed is set when Pebble reported a fatal error: no write reaches
@@ -191,6 +196,7 @@ func Open(opts Options) (*DB, error) {
 		maxEvent = DefaultMaxEventBytes
 	}
 	d.pdb, d.keys, d.inboxes, d.maxEventBytes = pdb, newGenCache[APIKey](keyCacheMax), newGenCache[Inbox](inboxCacheMax), maxEvent
+	d.publicURL = strings.TrimSuffix(opts.PublicURL, "/")
 	d.group = newGroupCommitter(pdb)
 	d.dl = newDeliveries(d)
 	return d, nil

@@ -66,6 +66,7 @@ type serveConfig struct {
 	LogLevel            string
 	LogFormat           string
 	AccessLog           bool
+	PublicURL           string
 	ShutdownTimeout     time.Duration
 }
 
@@ -111,6 +112,7 @@ func serveFlags(c *serveConfig) *flag.FlagSet {
 	fs.StringVar(&c.NATSTLSCA, "nats-tls-ca", "", "CA certificate `file` to verify a NATS server's TLS certificate")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
+	fs.StringVar(&c.PublicURL, "public-url", "", "base `URL` that makes attachment URLs in events and message answers absolute (e.g. https://mail.example.com)")
 	fs.BoolVar(&c.AccessLog, "access-log", false, "log one line per HTTP request (method, path, route, status, duration, bytes, client, request id) at info level")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown may take before connections are dropped")
 	fs.Usage = func() {
@@ -178,6 +180,12 @@ func (c *serveConfig) validate() error {
 	check(lerr == nil, "--log-level %q: want debug, info, warn or error", c.LogLevel)
 	check(c.LogFormat == "text" || c.LogFormat == "json", "--log-format %q: want text or json", c.LogFormat)
 	check(c.ShutdownTimeout > 0, "--shutdown-timeout must be positive")
+	if c.PublicURL != "" {
+		pu, err := url.Parse(c.PublicURL)
+		check(err == nil && (pu.Scheme == "http" || pu.Scheme == "https") && pu.Host != "" && pu.User == nil && pu.RawQuery == "" && pu.Fragment == "",
+			"--public-url %q is not an http(s) base URL (https://mail.example.com)", c.PublicURL)
+		check(c.NATSURL == "", "--public-url is not supported with --nats-url yet (cluster events keep relative attachment URLs)")
+	}
 	if len(p) > 0 {
 		return errors.New("invalid configuration:\n  " + strings.Join(p, "\n  "))
 	}
@@ -325,6 +333,7 @@ func startNode(c *serveConfig, log *slog.Logger, out *os.File) (*app.App, error)
 		Version:   version,
 		Logger:    log,
 		AccessLog: c.AccessLog,
+		PublicURL: c.PublicURL,
 	})
 	if err != nil {
 		return nil, err
