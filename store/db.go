@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -18,6 +19,8 @@ import (
 
 // Errors returned by the store. Callers map them to API errors.
 var (
+	// ErrLocked: the data directory is open in another process.
+	ErrLocked   = errors.New("the data directory is locked")
 	ErrNotFound = errors.New("not found")
 	ErrConflict = errors.New("conflict")
 	// ErrReadOnly: the store was opened read-only (the disk was too full
@@ -188,6 +191,10 @@ func Open(opts Options) (*DB, error) {
 		time.AfterFunc(FatalExitGrace, func() { os.Exit(74) }) // EX_IOERR
 	}}
 	pdb, err := pebble.Open(opts.Dir, po)
+	if errors.Is(err, syscall.EWOULDBLOCK) || errors.Is(err, syscall.EAGAIN) {
+		// Pebble's LOCK file is held (flock): another process has it open.
+		return nil, fmt.Errorf("%w: %s is in use by another process (another mailwire serve on the same --data-dir?)", ErrLocked, opts.Dir)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cannot open store in %s: %w", opts.Dir, err)
 	}

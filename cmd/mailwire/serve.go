@@ -35,6 +35,7 @@ type serveConfig struct {
 	DataDir             string
 	MailDomain          string
 	AdminToken          string
+	AdminTokenFile      string
 	Dev                 bool
 	WSPingInterval      time.Duration
 	WSPongTimeout       time.Duration
@@ -79,6 +80,7 @@ func serveFlags(c *serveConfig) *flag.FlagSet {
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "the Pebble database `directory`")
 	fs.StringVar(&c.MailDomain, "mail-domain", "localhost", "the `domain` of inbox addresses (<mailboxName>@<domain>)")
 	fs.StringVar(&c.AdminToken, "admin-token", "", "enables /admin/v1 with this bearer `token`")
+	fs.StringVar(&c.AdminTokenFile, "admin-token-file", "", "read the admin token from this `file` (kept out of ps and the environment; surrounding white space is dropped)")
 	fs.BoolVar(&c.Dev, "dev", false, "on an empty database create account \"dev\" and inbox \"agent\", and print the API key and a client command")
 	fs.DurationVar(&c.WSPingInterval, "ws-ping-interval", 30*time.Second, "server WebSocket ping period")
 	fs.DurationVar(&c.WSPongTimeout, "ws-pong-timeout", 10*time.Second, "close a connection whose pong has not come within this")
@@ -180,6 +182,19 @@ func (c *serveConfig) validate() error {
 	check(lerr == nil, "--log-level %q: want debug, info, warn or error", c.LogLevel)
 	check(c.LogFormat == "text" || c.LogFormat == "json", "--log-format %q: want text or json", c.LogFormat)
 	check(c.ShutdownTimeout > 0, "--shutdown-timeout must be positive")
+	if c.AdminTokenFile != "" {
+		check(c.AdminToken == "", "--admin-token and --admin-token-file go one at a time")
+		b, err := os.ReadFile(c.AdminTokenFile)
+		tok := strings.TrimSpace(string(b))
+		switch {
+		case err != nil:
+			check(false, "--admin-token-file: %v", err)
+		case tok == "" || strings.ContainsAny(tok, " \t\r\n"):
+			check(false, "--admin-token-file %q must hold one token on one line", c.AdminTokenFile)
+		case c.AdminToken == "":
+			c.AdminToken = tok
+		}
+	}
 	if c.PublicURL != "" {
 		pu, err := url.Parse(c.PublicURL)
 		check(err == nil && (pu.Scheme == "http" || pu.Scheme == "https") && pu.Host != "" && pu.User == nil && pu.RawQuery == "" && pu.Fragment == "",
@@ -341,6 +356,12 @@ func startNode(c *serveConfig, log *slog.Logger, out *os.File) (*app.App, error)
 	if c.Dev && !a.ReadOnly() {
 		if err := devSetup(c, a.DB, a.Ingest, a.HTTPAddr(), a.SMTPAddr(), out); err != nil {
 			log.Error("dev setup failed", "error", err)
+		}
+	}
+	if !c.Dev && c.AdminToken == "" && !a.ReadOnly() {
+		if n, err := a.DB.CountAccounts(); err == nil && n == 0 {
+			log.Warn("the database has no account and none can be created: start with --admin-token or --admin-token-file " +
+				"(then mailwire admin accounts create NAME), or with --dev for a development account")
 		}
 	}
 	log.Info("mailwire ready", "version", version, "http", a.HTTPAddr(), "smtp", a.SMTPAddr(), "data_dir", c.DataDir,
