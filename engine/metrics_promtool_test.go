@@ -69,7 +69,13 @@ func scrapeAfterTraffic(t *testing.T) []byte {
 	dialWS(t, s, a.Key) // closed at the test's end
 	testserver.WaitFor(t, 10*time.Second, "the event fails", func() bool { return s.EventStatus(a.Key, evt) == "failed" })
 
-	_, metrics, _ := call(s, "GET", "/metrics", "", nil)
+	// The failed counter moves once the failure is committed, a moment
+	// after the API shows the status.
+	var metrics []byte
+	testserver.WaitFor(t, 10*time.Second, "mailwire_events_failed_total 1", func() bool {
+		_, metrics, _ = call(s, "GET", "/metrics", "", nil)
+		return bytes.Contains(metrics, []byte("mailwire_events_failed_total 1\n"))
+	})
 	return metrics
 }
 

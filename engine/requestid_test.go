@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -92,5 +93,44 @@ func TestNoAccessLogByDefault(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), "component=access") {
 		t.Errorf("access log without --access-log:\n%s", logs.String())
+	}
+}
+
+// A failing webhook endpoint is logged at most once per host per 10 s
+// (with the count left out), never with its path or query; an event that
+// runs out of attempts is logged with what to do.
+func TestOperatorLogsForFailures(t *testing.T) {
+	t.Parallel()
+	var logs syncBuffer
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusBadGateway)
+	}))
+	defer hook.Close()
+	s := startAPI(t, func(c *app.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+		c.RetrySchedule = []time.Duration{0, 10 * time.Millisecond, 10 * time.Millisecond}
+	})
+	a := s.NewAccount("a")
+	in := s.NewInbox(a.Key, "agent")
+	st, body, _ := call(s, "PATCH", "/v1/inboxes/"+in, a.Key, map[string]string{"webhookUrl": hook.URL + "/hook?token=sekrit"})
+	if st != http.StatusOK {
+		t.Fatalf("set webhook: %d %s", st, body)
+	}
+	evt := s.Inbound(a.Key, in, "m")
+	testserver.WaitFor(t, 10*time.Second, "the event fails", func() bool { return s.EventStatus(a.Key, evt) == "failed" })
+	testserver.WaitFor(t, 5*time.Second, "the event-failed line", func() bool {
+		return strings.Contains(logs.String(), "event failed")
+	})
+	out := logs.String()
+	if n := strings.Count(out, `msg="webhook attempt failed"`); n != 1 {
+		t.Errorf("%d webhook-failed lines for 3 failed attempts to one host within 10 s, want 1:\n%s", n, out)
+	}
+	for _, want := range []string{"host=" + strings.TrimPrefix(hook.URL, "http://"), "http_status=502", "event=" + evt, "attempts=3"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the log lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "sekrit") {
+		t.Errorf("the log holds the webhook URL's query:\n%s", out)
 	}
 }
