@@ -134,3 +134,25 @@ func TestOperatorLogsForFailures(t *testing.T) {
 		t.Errorf("the log holds the webhook URL's query:\n%s", out)
 	}
 }
+
+// A 4029 close is logged (rate-limited), with the account and key id.
+func TestWSRateLimitCloseIsLogged(t *testing.T) {
+	t.Parallel()
+	var logs syncBuffer
+	s := testserver.Start(t, func(c *app.Config) {
+		c.WS.RateFrames, c.WS.RateWindow = 2, time.Hour
+		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	acc := s.NewAccount("a")
+	c := dialWS(t, s, acc.Key)
+	c.pingPong()
+	c.pingPong()
+	c.send(map[string]string{"type": "ping"})
+	c.expectClose(4029)
+	testserver.WaitFor(t, 5*time.Second, "the 4029 log line", func() bool {
+		return strings.Contains(logs.String(), "over the rate limit (4029)")
+	})
+	if !strings.Contains(logs.String(), "account="+acc.ID) || strings.Contains(logs.String(), acc.Key) {
+		t.Errorf("log:\n%s", logs.String())
+	}
+}
