@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -82,7 +83,7 @@ func scrapeAfterTraffic(t *testing.T) []byte {
 // TestMonitoringFiles checks docs/monitoring: the alert rules with
 // `promtool check rules` and their unit tests with `promtool test rules`,
 // and that every mailwire_ metric the rules and the Grafana dashboard
-// query is one the server exports.
+// query is one the server exports, and that the dashboard's PromQL parses.
 func TestMonitoringFiles(t *testing.T) {
 	t.Parallel()
 	promtool := testserver.Tool(t, "/usr/bin/promtool", "prometheus")
@@ -129,6 +130,22 @@ func TestMonitoringFiles(t *testing.T) {
 	}
 	if queries < 20 {
 		t.Errorf("the dashboard has %d queries", queries)
+	}
+	// promtool parses the dashboard's PromQL as recording rules (with
+	// Grafana's variables given values).
+	vars := strings.NewReplacer("$__rate_interval", "5m", "$instance", ".*", "$job", ".*")
+	var rf strings.Builder
+	rf.WriteString("groups:\n  - name: dashboard\n    rules:\n")
+	for i, e := range exprs[1:] {
+		q, _ := json.Marshal(vars.Replace(e))
+		rf.WriteString("      - record: dashboard:query" + strconv.Itoa(i) + "\n        expr: " + string(q) + "\n")
+	}
+	rfile := filepath.Join(t.TempDir(), "dashboard-rules.yml")
+	if err := os.WriteFile(rfile, []byte(rf.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(promtool, "check", "rules", rfile).CombinedOutput(); err != nil {
+		t.Errorf("the dashboard's queries do not parse: %v\n%s", err, out)
 	}
 	name := regexp.MustCompile(`\bmailwire_[a-z0-9_]+`)
 	for _, e := range exprs {
