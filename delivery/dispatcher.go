@@ -137,6 +137,7 @@ type Dispatcher struct {
 	policy policy
 	log    *slog.Logger
 	m      *dmetrics
+	ops    opLog // rate-limited lines about failures (oplog.go)
 
 	pusher atomic.Pointer[pusherBox]
 	hooks  *webhook.Client
@@ -175,6 +176,7 @@ func New(st store.Store, cfg Config) *Dispatcher {
 		hooks:  webhook.NewClient(cfg.Webhook),
 	}
 	d.targets.m = make(map[string]hookTarget)
+	d.ops.log = d.log
 	d.pool = newHookPool(cfg.WebhookQueue, cfg.WebhookPerHost)
 	per := max(1, cfg.QueueSize/cfg.Workers)
 	for i := 0; i < cfg.Workers; i++ {
@@ -367,9 +369,11 @@ func (d *Dispatcher) record(l *store.Lease, o *outcome) {
 	if o.kind == kindAttempt {
 		d.m.attempt(o.channel, o.ok)
 	}
+	evID, acc, inbox := l.Event.ID, l.Event.AccountID, l.Event.InboxID
 	d.store.Record(l, d.change(o), func(old, nw store.EventState, err error) {
 		if err == nil && nw.Status == store.StatusFailed && old.Status != store.StatusFailed {
 			d.m.failed.Inc()
+			d.ops.eventFailed(&store.Event{ID: evID, AccountID: acc, InboxID: inbox}, nw)
 		}
 	})
 }

@@ -156,5 +156,8 @@ func (d *Dispatcher) runHook(j *hookJob) {
 	}
 	o.duration = res.Duration
 	d.m.webhookLatency.Update(res.Duration.Seconds())
+	if !o.ok {
+		d.ops.webhookFailed(j.host, ev, o)
+	}
 	d.record(j.lease, o)
 }

@@ -21,6 +21,8 @@ func (s *Server) routes() *router {
 	rt.add("GET /console", authNone, s.consolePage)     // the web console (engine/console)
 	rt.add("GET /console/{file}", authNone, s.consoleFile)
 
+	rt.add("GET /v1/openapi.json", authAccount, s.openAPI)
+
 	rt.add("POST /v1/inboxes", authAccount, s.createInbox)
 	rt.add("GET /v1/inboxes", authAccount, s.listInboxes)
 	rt.add("GET /v1/inboxes/{id}", authAccount, s.getInbox)

@@ -205,6 +205,23 @@ func TestAPIInboundIdempotency(t *testing.T) {
 	if _, m, e := totals(t, s, a.Key, in.ID); m != 4 || e != 4 {
 		t.Fatalf("%d messages, %d events; want 4, 4", m, e)
 	}
+	// The same key with another body is refused (422), whatever the kind;
+	// the same JSON spaced differently is the same request.
+	checkErr(t, s, "POST", "/v1/inboxes/"+in.ID+"/inbound", a.Key, map[string]any{"from": "c@example.com", "subject": "twice", "text": "t"},
+		http.StatusUnprocessableEntity, "idempotency_key_reused", "Idempotency-Key", "key-1")
+	checkErr(t, s, "POST", "/v1/inboxes/"+in.ID+"/inbound", a.Key, map[string]any{"from": "c@example.com", "subject": "once", "text": "t"},
+		http.StatusUnprocessableEntity, "idempotency_key_reused", "Idempotency-Key", "raw-key")
+	st, b, _ := call(s, "POST", "/v1/inboxes/"+in.ID+"/inbound", a.Key, rawMessage("idem@mail.test", "<idem-raw@example.com>", "raw twice", "r"),
+		"Idempotency-Key", "raw-key", "Content-Type", "message/rfc822")
+	wantError(t, "raw with a reused key", st, b, http.StatusUnprocessableEntity, "idempotency_key_reused")
+	st, b, h := call(s, "POST", "/v1/inboxes/"+in.ID+"/inbound", a.Key, []byte("{ \"text\": \"t\",\n  \"subject\": \"once\", \"from\": \"c@example.com\" }"),
+		"Idempotency-Key", "key-1", "Content-Type", "application/json")
+	if st != http.StatusAccepted || h.Get("Idempotent-Replayed") != "true" || !strings.Contains(string(b), r1.MessageID) {
+		t.Fatalf("the same JSON spaced differently: %d %q %s", st, h.Get("Idempotent-Replayed"), b)
+	}
+	if _, m, e := totals(t, s, a.Key, in.ID); m != 4 || e != 4 {
+		t.Fatalf("after refused reuses: %d messages, %d events; want 4, 4", m, e)
+	}
 
 	// The same key from several goroutines at once: one message.
 	const n = 8

@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"io"
 	"mime"
 	"net/http"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/mailwire/mailwire/ingest"
 	"github.com/mailwire/mailwire/internal/ids"
+	"github.com/mailwire/mailwire/internal/promtext"
 	"github.com/mailwire/mailwire/store"
 )
 
@@ -76,6 +78,9 @@ func inboundErr(err error) error {
 		return errf(http.StatusRequestEntityTooLarge, codeTooLarge, "the message is larger than --max-message-size")
 	case errors.Is(err, ingest.ErrInvalid):
 		return errf(http.StatusUnprocessableEntity, codeInvalidValue, err.Error())
+	case errors.Is(err, ingest.ErrIdempotencyMismatch):
+		return errf(http.StatusUnprocessableEntity, codeIdempotencyMismatch,
+			"this Idempotency-Key was used before with a different request body; use a new key for a new message")
 	case errors.Is(err, store.ErrNotFound):
 		return errf(http.StatusNotFound, codeNotFound, "inbox not found")
 	}
@@ -108,7 +113,7 @@ type attachmentView struct {
 	URL         string `json:"url"`
 }
 
-func viewMessage(m store.Message) messageView {
+func (s *Server) viewMessage(m store.Message) messageView {
 	v := messageView{
 		ID: m.ID, InboxID: m.InboxID, ThreadID: m.ThreadID, RFCMessageID: m.RFCMessageID,
 		From: m.From, To: m.To, Cc: m.Cc, Subject: m.Subject, BodyText: m.BodyText,
@@ -119,7 +124,7 @@ func viewMessage(m store.Message) messageView {
 		v.Cc = []string{}
 	}
 	for _, a := range m.Attachments {
-		v.Attachments = append(v.Attachments, attachmentView{a.Filename, a.ContentType, a.SizeBytes, ingest.AttachmentURL(m.ID, a.Filename)})
+		v.Attachments = append(v.Attachments, attachmentView{a.Filename, a.ContentType, a.SizeBytes, strings.TrimSuffix(s.cfg.PublicURL, "/") + ingest.AttachmentURL(m.ID, a.Filename)})
 	}
 	return v
 }
@@ -137,11 +142,30 @@ func (s *Server) listMessages(w http.ResponseWriter, r *req) error {
 	if err != nil {
 		return err
 	}
-	out := list[messageView]{Data: make([]messageView, 0, len(ms)), Total: total}
+	out := list[messageListItem]{Data: make([]messageListItem, 0, len(ms)), Total: total}
 	for _, m := range ms {
-		out.Data = append(out.Data, viewMessage(m))
+		v := s.viewMessage(m)
+		out.Data = append(out.Data, messageListItem{v.ID, v.InboxID, v.ThreadID, v.RFCMessageID, v.From, v.To, v.Cc,
+			v.Subject, v.Attachments, v.AttachmentsTruncated, v.ReceivedAt})
 	}
 	return writeJSON(w, http.StatusOK, out)
+}
+
+// messageListItem is a message in GET /v1/inboxes/{id}/messages: the
+// message without bodyText and bodyHtml (a list of 50 messages with
+// their bodies can weigh megabytes); GET /v1/messages/{id} has them.
+type messageListItem struct {
+	ID                   string           `json:"id"`
+	InboxID              string           `json:"inboxId"`
+	ThreadID             string           `json:"threadId"`
+	RFCMessageID         string           `json:"rfcMessageId"`
+	From                 string           `json:"from"`
+	To                   string           `json:"to"`
+	Cc                   []string         `json:"cc"`
+	Subject              string           `json:"subject"`
+	Attachments          []attachmentView `json:"attachments"`
+	AttachmentsTruncated bool             `json:"attachmentsTruncated,omitempty"`
+	ReceivedAt           string           `json:"receivedAt"`
 }
 
 func (s *Server) getMessage(w http.ResponseWriter, r *req) error {
@@ -153,7 +177,7 @@ func (s *Server) getMessage(w http.ResponseWriter, r *req) error {
 	if err != nil {
 		return mapStoreErr(err, "message "+id)
 	}
-	return writeJSON(w, http.StatusOK, viewMessage(m))
+	return writeJSON(w, http.StatusOK, s.viewMessage(m))
 }
 
 func (s *Server) getRaw(w http.ResponseWriter, r *req) error {
@@ -343,7 +367,7 @@ func (s *Server) adminCreateAccount(w http.ResponseWriter, r *req) error {
 	if err != nil {
 		return err
 	}
-	s.log.Info("account created", "account", acc.ID, "key", key.ID)
+	s.log.Info("account created", "account", acc.ID, "key", key.ID, "request_id", r.requestID)
 	return writeJSON(w, http.StatusCreated, accountView{ID: acc.ID, Name: acc.Name, APIKey: plain, KeyID: key.ID, CreatedAt: apiTime(acc.CreatedAt)})
 }
 
@@ -372,7 +396,7 @@ func (s *Server) adminCreateKey(w http.ResponseWriter, r *req) error {
 	if err != nil {
 		return mapStoreErr(err, "account "+id)
 	}
-	s.log.Info("api key created", "account", id, "key", k.ID)
+	s.log.Info("api key created", "account", id, "key", k.ID, "request_id", r.requestID)
 	return writeJSON(w, http.StatusCreated, map[string]string{"id": k.ID, "apiKey": plain, "accountId": id, "createdAt": apiTime(k.CreatedAt)})
 }
 
@@ -415,7 +439,7 @@ func (s *Server) adminRevokeKey(w http.ResponseWriter, r *req) error {
 		return mapStoreErr(err, "api key "+id)
 	}
 	n := s.hub.KeyRevoked(k.ID)
-	s.log.Info("api key revoked", "account", k.AccountID, "key", k.ID, "websockets_closed", n)
+	s.log.Info("api key revoked", "account", k.AccountID, "key", k.ID, "websockets_closed", n, "request_id", r.requestID)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -423,11 +447,11 @@ func (s *Server) adminRevokeKey(w http.ResponseWriter, r *req) error {
 func (s *Server) metricsHandler(w http.ResponseWriter, _ *req) error {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
-	s.cfg.Metrics.WritePrometheus(w)
+	writers := []func(io.Writer){s.cfg.Metrics.WritePrometheus}
 	for _, set := range s.cfg.ExtraMetrics {
-		set.WritePrometheus(w)
+		writers = append(writers, set.WritePrometheus)
 	}
-	s.deps.DB.WriteMetrics(w)
-	metricsWriteProcess(w)
+	writers = append(writers, s.deps.DB.WriteMetrics, s.writeDueMetrics, metricsWriteProcess)
+	promtext.Write(w, writers...)
 	return nil
 }

@@ -79,10 +79,13 @@ func TestAPIMetrics(t *testing.T) {
 	}
 	text := string(body)
 	for _, want := range []string{
-		`mailwire_http_requests_total{route="POST /v1/inboxes",code="201"} 1`,
-		`mailwire_http_requests_total{route="GET /v1/inboxes",code="401"} 1`,
-		`mailwire_http_requests_total{route="POST /v1/inboxes/{id}/inbound",code="202"} 1`,
-		"mailwire_http_request_duration_seconds",
+		`mailwire_http_requests_total{method="POST",route="/v1/inboxes",code="201"} 1`,
+		`mailwire_http_requests_total{method="GET",route="/v1/inboxes",code="401"} 1`,
+		`mailwire_http_requests_total{method="POST",route="/v1/inboxes/{id}/inbound",code="202"} 1`,
+		`mailwire_http_request_duration_seconds_bucket{method="POST",route="/v1/inboxes",le="+Inf"} 1`,
+		`mailwire_build_info{version="test"} 1`,
+		"# TYPE mailwire_http_request_duration_seconds histogram\n",
+		"# HELP mailwire_events_stored_total Events durably stored.\n",
 		"mailwire_ws_connections 0",
 		"mailwire_events_stored_total 1",
 		"mailwire_auth_failures_total 1",
@@ -112,7 +115,7 @@ func TestAPIMetrics(t *testing.T) {
 	call(s, "GET", "/no/such/path/1", "", nil)
 	call(s, "GET", "/no/such/path/2", "", nil)
 	_, body, _ = call(s, "GET", "/metrics", "", nil)
-	if !strings.Contains(string(body), `mailwire_http_requests_total{route="unmatched",code="404"} 2`) || strings.Contains(string(body), "/no/such") {
+	if !strings.Contains(string(body), `mailwire_http_requests_total{method="GET",route="unmatched",code="404"} 2`) || strings.Contains(string(body), "/no/such") {
 		t.Errorf("unmatched routes are not folded into one label")
 	}
 }
@@ -232,7 +235,8 @@ func TestAPIRestart(t *testing.T) {
 	mustGet(t, s, "/v1/inboxes", k2.APIKey, &listOf[inbox]{})
 	checkErr(t, s, "GET", "/v1/inboxes", k3.APIKey, nil, http.StatusUnauthorized, "unauthorized")
 	// The idempotency record survived: the same key replays.
-	r1again, h := inboundJSON(t, s, a.Key, in.ID, map[string]any{"from": "c@example.com", "subject": "first", "text": "1"}, "Idempotency-Key", "restart-key")
+	r1again, h := inboundJSON(t, s, a.Key, in.ID, map[string]any{"from": "c@example.com", "subject": "first", "text": "1",
+		"attachments": []map[string]string{{"filename": "f.txt", "contentType": "text/plain", "contentBase64": "ZmlsZQ=="}}}, "Idempotency-Key", "restart-key")
 	if r1again != r1 || h.Get("Idempotent-Replayed") != "true" {
 		t.Errorf("idempotent replay after restart: %+v %q", r1again, h.Get("Idempotent-Replayed"))
 	}

@@ -117,7 +117,7 @@ func (s *Server) threadMessages(w http.ResponseWriter, r *req) error {
 	}
 	out := threadMessagesView{ThreadID: t.ID, Subject: t.Subject, IsRead: t.IsRead, Data: make([]threadMessage, 0, len(ms)), Total: total}
 	for _, m := range ms {
-		out.Data = append(out.Data, threadMessage{viewMessage(m), directionInbound})
+		out.Data = append(out.Data, threadMessage{s.viewMessage(m), directionInbound})
 	}
 	return writeJSON(w, http.StatusOK, out)
 }

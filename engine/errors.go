@@ -32,16 +32,17 @@ const (
 	codeConflict            = "conflict"           // 409 state does not allow it
 	codeTooLarge            = "payload_too_large"  // 413
 	codeUnsupportedType     = "unsupported_media_type"
-	codeInvalidValue        = "invalid_value"        // 422 well-formed but unacceptable
-	codeRateLimited         = "rate_limited"         // 429 (with Retry-After)
-	codeTooManyRequests     = "too_many_requests"    // 429 too many held pull requests (with Retry-After)
-	codeWebhookFailed       = "webhook_failed"       // 502 test webhook did not answer 2xx
-	codeDraining            = "draining"             // 503 shutting down
-	codeBusy                = "busy"                 // 503 too many messages in flight (with Retry-After)
-	codeUnavailable         = "unavailable"          // 503 storage failed (in a cluster: NATS unreachable)
-	codeInsufficientStorage = "insufficient_storage" // 507 free disk below --min-free-disk
-	codeInternal            = "internal"             // 500
-	codeNotImplemented      = "not_implemented"      // 501 this store lacks the feature (threads on the cluster store)
+	codeInvalidValue        = "invalid_value"          // 422 well-formed but unacceptable
+	codeIdempotencyMismatch = "idempotency_key_reused" // 422 Idempotency-Key reused with another body
+	codeRateLimited         = "rate_limited"           // 429 (with Retry-After)
+	codeTooManyRequests     = "too_many_requests"      // 429 too many held pull requests (with Retry-After)
+	codeWebhookFailed       = "webhook_failed"         // 502 test webhook did not answer 2xx
+	codeDraining            = "draining"               // 503 shutting down
+	codeBusy                = "busy"                   // 503 too many messages in flight (with Retry-After)
+	codeUnavailable         = "unavailable"            // 503 storage failed (in a cluster: NATS unreachable)
+	codeInsufficientStorage = "insufficient_storage"   // 507 free disk below --min-free-disk
+	codeInternal            = "internal"               // 500
+	codeNotImplemented      = "not_implemented"        // 501 this store lacks the feature (threads on the cluster store)
 )
 
 func errNoWebhookURL(msg string) *apiError {

@@ -21,10 +21,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 	if err := enc.Encode(v); err != nil {
 		return fmt.Errorf("cannot encode response: %w", err)
 	}
+	body := compressJSON(w, buf.Bytes())
 	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
-	_, err := w.Write(buf.Bytes())
+	_, err := w.Write(body)
 	return err
 }
 
@@ -39,13 +40,15 @@ func (s *Server) writeErr(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, store.ErrUnavailable):
 		w.Header().Set("Retry-After", "5")
 		ae = errf(http.StatusServiceUnavailable, codeUnavailable, "storage is unavailable (the cluster cannot reach NATS); nothing was stored, retry shortly")
-		s.log.Warn("request refused: storage unavailable", "method", r.Method, "path", redactKeys(r.URL.Path), "error", err)
+		s.log.Warn("request refused: storage unavailable", "method", r.Method, "path", redactKeys(r.URL.Path), "error", err,
+			"request_id", w.Header().Get(requestIDHeader))
 	case errors.Is(err, store.ErrFailed):
 		w.Header().Set("Retry-After", "5")
 		ae = errf(http.StatusServiceUnavailable, codeUnavailable, "storage failed; the server is restarting, retry shortly (nothing was stored)")
 	}
 	if ae == nil && !errors.As(err, &ae) {
-		s.log.Error("request failed", "method", r.Method, "path", redactKeys(r.URL.Path), "error", err)
+		s.log.Error("request failed", "method", r.Method, "path", redactKeys(r.URL.Path), "error", err,
+			"request_id", w.Header().Get(requestIDHeader))
 		ae = errInternal
 	}
 	if ae.Status == http.StatusUnauthorized {

@@ -148,7 +148,7 @@ func upgradeRequests(t *testing.T, s *testserver.Server) int {
 	_, body, _ := s.Do("GET", "/metrics", "", nil)
 	n := 0
 	for _, l := range strings.Split(string(body), "\n") {
-		if strings.HasPrefix(l, `mailwire_http_requests_total{route="GET /v1/ws"`) {
+		if strings.HasPrefix(l, `mailwire_http_requests_total{method="GET",route="/v1/ws",`) {
 			f := strings.Fields(l)
 			v, _ := strconv.Atoi(f[len(f)-1])
 			n += v

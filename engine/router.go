@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mailwire/mailwire/internal/ids"
 )
 
 // authKind says what a route requires.
@@ -23,6 +25,7 @@ type req struct {
 	params    map[string]string
 	accountID string
 	keyID     string
+	requestID string // X-Request-Id of the request and its answer
 }
 
 func (r *req) param(name string) string { return r.params[name] }
@@ -32,7 +35,7 @@ type handler func(w http.ResponseWriter, r *req) error
 type route struct {
 	method string
 	segs   []string // literal segments, or "{name}"
-	name   string   // "METHOD /pattern", the metrics label
+	path   string   // "/pattern", the metrics' route label
 	auth   authKind
 	h      handler
 	noHead bool // a GET route that HEAD does not reach (the WebSocket upgrade)
@@ -50,7 +53,7 @@ type router struct {
 
 func (rt *router) add(pattern string, auth authKind, h handler) *route {
 	method, path, _ := strings.Cut(pattern, " ")
-	r := &route{method: method, segs: splitPath(path), name: pattern, auth: auth, h: h}
+	r := &route{method: method, segs: splitPath(path), path: path, auth: auth, h: h}
 	rt.routes = append(rt.routes, r)
 	return r
 }
@@ -108,14 +111,16 @@ func (rt *router) match(method, path string) (_ *route, _ map[string]string, all
 func (s *Server) serveHTTP(w http.ResponseWriter, hr *http.Request) {
 	start := time.Now()
 	path := redactKeys(hr.URL.EscapedPath())
+	rid := requestID(hr.Header.Get(requestIDHeader))
+	w.Header().Set(requestIDHeader, rid)
 	rt, params, allow := s.router.match(hr.Method, hr.URL.Path)
 	name := "unmatched"
 	var err error
-	sw := &statusWriter{ResponseWriter: w, head: hr.Method == http.MethodHead}
+	sw := &statusWriter{ResponseWriter: w, head: hr.Method == http.MethodHead, gzipOK: acceptsGzip(hr.Header.Get("Accept-Encoding"))}
 	switch {
 	case rt != nil:
-		name = rt.name
-		err = s.run(sw, hr, rt, params)
+		name = rt.path
+		err = s.run(sw, hr, rt, params, rid)
 	case len(allow) > 0:
 		// RFC 9110 §15.5.6: a 405 lists the methods the resource has.
 		allowed := strings.Join(allow, ", ")
@@ -130,11 +135,37 @@ func (s *Server) serveHTTP(w http.ResponseWriter, hr *http.Request) {
 	if sw.head {
 		sw.finishHead()
 	}
-	s.m.request(name, sw.status(), start)
+	s.m.request(hr.Method, name, sw.status(), start)
+	if s.cfg.AccessLog {
+		s.access.Info("http request", "method", hr.Method, "path", path, "route", name, "status", sw.status(),
+			"duration_ms", float64(time.Since(start).Microseconds())/1000, "bytes", sw.written, "remote", hr.RemoteAddr,
+			"request_id", rid)
+	}
 }
 
-func (s *Server) run(w http.ResponseWriter, hr *http.Request, rt *route, params map[string]string) error {
-	r := &req{Request: hr, params: params}
+// requestIDHeader carries a request's id: the client's when it sent a
+// sane one (a proxy's, to follow a request through both logs), else one
+// made here. Every answer has it, and log lines about the request name it.
+const requestIDHeader = "X-Request-Id"
+
+// requestID is the client's X-Request-Id when it is 1 to 128 printable
+// characters that need no quoting in a log line, else a new id.
+func requestID(h string) string {
+	if len(h) >= 1 && len(h) <= 128 {
+		ok := true
+		for i := 0; i < len(h) && ok; i++ {
+			c := h[i]
+			ok = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-_.:/+=@", c) >= 0
+		}
+		if ok {
+			return h
+		}
+	}
+	return ids.New("req_")
+}
+
+func (s *Server) run(w http.ResponseWriter, hr *http.Request, rt *route, params map[string]string, rid string) error {
+	r := &req{Request: hr, params: params, requestID: rid}
 	switch rt.auth {
 	case authAccount:
 		if s.draining.Load() {
@@ -161,7 +192,9 @@ type statusWriter struct {
 	http.ResponseWriter
 	code    int
 	head    bool
-	dropped int // body bytes not sent (HEAD)
+	dropped int  // body bytes not sent (HEAD)
+	written int  // body bytes the handler wrote
+	gzipOK  bool // the client accepts gzip (JSON answers, compressJSON)
 }
 
 // finishHead gives a HEAD answer the Content-Length the GET answer would
@@ -186,6 +219,7 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.code == 0 {
 		w.WriteHeader(http.StatusOK)
 	}
+	w.written += len(b)
 	if w.head {
 		w.dropped += len(b)
 		return len(b), nil

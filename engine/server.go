@@ -70,6 +70,13 @@ type Config struct {
 	Logger *slog.Logger
 	// Version is reported by /healthz.
 	Version string
+	// AccessLog logs one line per HTTP request (--access-log): method,
+	// path, route, status, duration, body bytes, client address and
+	// request id.
+	AccessLog bool
+	// PublicURL (--public-url) is put before attachment URLs in message
+	// answers, as the store does in events.
+	PublicURL string
 }
 
 func (c *Config) setDefaults() {
@@ -133,10 +140,11 @@ type Limits struct {
 
 // Server is the HTTP + WebSocket edge.
 type Server struct {
-	cfg  Config
-	deps Deps
-	log  *slog.Logger
-	m    *emetrics
+	cfg    Config
+	deps   Deps
+	log    *slog.Logger
+	access *slog.Logger // component=access: the --access-log lines
+	m      *emetrics
 
 	nb        *nbhttp.Engine
 	acceptLog limits.RateLog
@@ -146,6 +154,7 @@ type Server struct {
 	puller    *puller // the pull API's held requests
 	throttle  *authThrottle
 	ops       rateWindow // readings for /admin/v1/stats rates
+	due       dueCache   // the due index's count for /metrics
 
 	// handoff orders a connection's setup (done by nbhttp's accept
 	// goroutine) before its first read on the poller goroutine, in a way
@@ -162,8 +171,8 @@ type Server struct {
 // New builds a Server; Start makes it listen.
 func New(cfg Config, deps Deps) *Server {
 	cfg.setDefaults()
-	s := &Server{cfg: cfg, deps: deps, log: cfg.Logger.With("component", "engine")}
-	s.m = newEngineMetrics(cfg.Metrics)
+	s := &Server{cfg: cfg, deps: deps, log: cfg.Logger.With("component", "engine"), access: cfg.Logger.With("component", "access")}
+	s.m = newEngineMetrics(cfg.Metrics, cfg.Version)
 	wcfg := cfg.WS
 	wcfg.Metrics, wcfg.Logger = cfg.Metrics, cfg.Logger
 	s.hub = ws.New(wcfg, wsBackend{db: deps.DB, d: deps.Delivery})

@@ -11,7 +11,9 @@ package ingest
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,6 +40,9 @@ var (
 	ErrTooLarge = errors.New("message too large")
 	// ErrInvalid wraps a description of what is wrong with the input.
 	ErrInvalid = errors.New("invalid message")
+	// ErrIdempotencyMismatch: an Idempotency-Key was reused with a
+	// different request body.
+	ErrIdempotencyMismatch = errors.New("the Idempotency-Key was used before with a different request")
 )
 
 // Config configures a Service.
@@ -142,7 +147,7 @@ func (s *Service) DeliverRaw(rcpts []Recipient, raw []byte) ([]Result, error) {
 // DeliverHTTPRaw is DeliverRaw for one inbox with an optional idempotency
 // key: a repeated key returns the first reply (replayed=true).
 func (s *Service) DeliverHTTPRaw(in store.Inbox, raw []byte, idemKey string) (res []byte, replayed bool, err error) {
-	return s.idempotent(in, idemKey, func(h string) ([]byte, error) {
+	return s.idempotent(in, idemKey, fingerprint("rfc822", raw), func(h string) ([]byte, error) {
 		if len(raw) > s.cfg.MaxMessageSize {
 			return nil, ErrTooLarge
 		}
@@ -209,7 +214,12 @@ func (s *Service) DeliverJSON(in store.Inbox, j *JSONInbound, idemKey string) (r
 	if err := j.Validate(); err != nil {
 		return nil, false, err
 	}
-	return s.idempotent(in, idemKey, func(h string) ([]byte, error) {
+	var fp string
+	if idemKey != "" {
+		canon, _ := json.Marshal(j) // the same fields in the same order, whatever the request's spacing
+		fp = fingerprint("json", canon)
+	}
+	return s.idempotent(in, idemKey, fp, func(h string) ([]byte, error) {
 		c := mailparse.Compose{
 			From: j.From, To: s.Address(in), Cc: j.Cc, Subject: j.Subject,
 			Text: j.Text, HTML: j.HTML, MessageID: j.MessageID, InReplyTo: j.InReplyTo,
@@ -239,9 +249,10 @@ func (s *Service) DeliverJSON(in store.Inbox, j *JSONInbound, idemKey string) (r
 }
 
 // idempotent runs do once per (inbox, key): a stored reply is returned
-// as is. do receives the key's hash ("" without a key) to store the reply
-// in the same batch as the message.
-func (s *Service) idempotent(in store.Inbox, key string, do func(hash string) ([]byte, error)) ([]byte, bool, error) {
+// as is when the request's fingerprint (fp) is the first request's, and
+// ErrIdempotencyMismatch when it is not. do receives the key's hash (""
+// without a key) to store the reply in the same batch as the message.
+func (s *Service) idempotent(in store.Inbox, key, fp string, do func(hash string) ([]byte, error)) ([]byte, bool, error) {
 	if key == "" {
 		r, err := do("")
 		return r, false, err
@@ -250,13 +261,38 @@ func (s *Service) idempotent(in store.Inbox, key string, do func(hash string) ([
 	mu := &s.idem[fnv32(in.ID+h)%uint32(len(s.idem))]
 	mu.Lock()
 	defer mu.Unlock()
-	if r, err := s.db.Idempotent(in.ID, h); err == nil {
+	if rec, err := s.db.Idempotent(in.ID, h); err == nil {
+		r, stored := splitIdemRecord(rec)
+		if stored != "" && stored != fp {
+			return nil, false, ErrIdempotencyMismatch
+		}
 		return r, true, nil
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return nil, false, err
 	}
-	r, err := do(h)
+	r, err := do(h + idemSep + fp)
 	return r, false, err
+}
+
+// The stored record of an idempotency key is the JSON reply, a NUL (which
+// JSON never holds) and the first request's fingerprint. Records stored
+// before fingerprints existed are the reply alone: they replay to any
+// body.
+const idemSep = "\x00"
+
+// splitIdemRecord returns a stored record's reply and fingerprint ("" for
+// a record without one).
+func splitIdemRecord(rec []byte) (reply []byte, fp string) {
+	if i := bytes.LastIndexByte(rec, 0); i >= 0 {
+		return rec[:i], string(rec[i+1:])
+	}
+	return rec, ""
+}
+
+// fingerprint identifies a request body of a kind (raw or JSON).
+func fingerprint(kind string, body []byte) string {
+	sum := sha256.Sum256(append([]byte(kind+":"), body...))
+	return hex.EncodeToString(sum[:])
 }
 
 func (s *Service) storeOne(in store.Inbox, raw []byte, parsed *mailparse.Message, idemHash string) ([]byte, error) {
@@ -267,7 +303,8 @@ func (s *Service) storeOne(in store.Inbox, raw []byte, parsed *mailparse.Message
 
 // store writes one message and event per recipient in one synced batch.
 // When reply is non-nil, the JSON reply of the (single) recipient is put
-// there and, with idemHash, stored for replays.
+// there and, with idemHash (the key's hash and the request's fingerprint
+// joined by idemSep, as idempotent makes it), stored for replays.
 func (s *Service) store(rcpts []Recipient, raw []byte, p *mailparse.Message, idemHash string, reply *[]byte) ([]Result, error) {
 	now := time.Now().UTC()
 	rfcID := p.MessageID
@@ -318,8 +355,9 @@ func (s *Service) store(rcpts []Recipient, raw []byte, p *mailparse.Message, ide
 			}
 			if reply != nil {
 				*reply = mustJSON(res)
-				if idemHash != "" {
-					item.IdempotencyKey, item.Reply = idemHash, *reply
+				if hash, fp, ok := strings.Cut(idemHash, idemSep); ok && hash != "" {
+					item.IdempotencyKey = hash
+					item.Reply = append(append(append([]byte(nil), *reply...), 0), fp...)
 				}
 			}
 			items = append(items, item)

@@ -4,6 +4,8 @@ import (
 	"sync/atomic"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/mailwire/mailwire/internal/promtext"
 )
 
 // Reasons of mailwire_smtp_rejected_total. Each is one client-visible
@@ -43,19 +45,20 @@ type smetrics struct {
 	sessions      *metrics.Counter
 	accepted      *metrics.Counter
 	bytes         *metrics.Counter
-	storeDuration *metrics.Histogram
+	storeDuration *metrics.PrometheusHistogram
 	rejected      map[string]*metrics.Counter
 }
 
 func newMetrics(s *metrics.Set) *smetrics {
 	m := &smetrics{
-		sessions:      s.NewCounter("mailwire_smtp_sessions_total"),
-		accepted:      s.NewCounter("mailwire_smtp_messages_accepted_total"),
-		bytes:         s.NewCounter("mailwire_smtp_received_bytes_total"),
-		storeDuration: s.NewHistogram("mailwire_smtp_store_duration_seconds"),
+		sessions:      s.NewCounter(promtext.Describe("mailwire_smtp_sessions_total", "SMTP sessions accepted.")),
+		accepted:      s.NewCounter(promtext.Describe("mailwire_smtp_messages_accepted_total", "Messages accepted over SMTP (answered 250 after a durable store).")),
+		bytes:         s.NewCounter(promtext.Describe("mailwire_smtp_received_bytes_total", "Message bytes accepted over SMTP.")),
+		storeDuration: s.NewPrometheusHistogramExt(promtext.Describe("mailwire_smtp_store_duration_seconds", "Time from the end of DATA to the message and its events being durably stored."), promtext.StorageBuckets),
 		rejected:      make(map[string]*metrics.Counter, len(allReasons)),
 	}
-	s.NewGauge("mailwire_smtp_sessions_open", func() float64 { return float64(m.open.Load()) })
+	s.NewGauge(promtext.Describe("mailwire_smtp_sessions_open", "Open SMTP sessions."), func() float64 { return float64(m.open.Load()) })
+	promtext.Describe("mailwire_smtp_rejected_total", "SMTP commands or sessions refused, by reason (docs/SMTP.md).")
 	for _, r := range allReasons {
 		m.rejected[r] = s.NewCounter(`mailwire_smtp_rejected_total{reason="` + r + `"}`)
 	}

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -17,6 +19,8 @@ import (
 
 // Errors returned by the store. Callers map them to API errors.
 var (
+	// ErrLocked: the data directory is open in another process.
+	ErrLocked   = errors.New("the data directory is locked")
 	ErrNotFound = errors.New("not found")
 	ErrConflict = errors.New("conflict")
 	// ErrReadOnly: the store was opened read-only (the disk was too full
@@ -49,6 +53,9 @@ type Options struct {
 	// MaxEventBytes caps an event's frame (and webhook body) by cutting
 	// its bodies (RenderMessageEvent); 0 means DefaultMaxEventBytes.
 	MaxEventBytes int
+	// PublicURL (--public-url), when set, is put before the attachment
+	// URLs of events ("https://mail.example.com", no trailing slash).
+	PublicURL string
 	// ReadOnly opens the database without writing (no WAL, no flush):
 	// for a start on a disk too full to open it for writing. Writes
 	// return ErrReadOnly.
@@ -94,6 +101,7 @@ type DB struct {
 	dl    *deliveries     // the delivery side of the event log
 
 	maxEventBytes int
+	publicURL     string
 
 	readOnly bool
 	// failed is set when Pebble reported a fatal error: no write reaches
@@ -183,6 +191,10 @@ func Open(opts Options) (*DB, error) {
 		time.AfterFunc(FatalExitGrace, func() { os.Exit(74) }) // EX_IOERR
 	}}
 	pdb, err := pebble.Open(opts.Dir, po)
+	if errors.Is(err, syscall.EWOULDBLOCK) || errors.Is(err, syscall.EAGAIN) {
+		// Pebble's LOCK file is held (flock): another process has it open.
+		return nil, fmt.Errorf("%w: %s is in use by another process (another mailwire serve on the same --data-dir?)", ErrLocked, opts.Dir)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cannot open store in %s: %w", opts.Dir, err)
 	}
@@ -191,6 +203,7 @@ func Open(opts Options) (*DB, error) {
 		maxEvent = DefaultMaxEventBytes
 	}
 	d.pdb, d.keys, d.inboxes, d.maxEventBytes = pdb, newGenCache[APIKey](keyCacheMax), newGenCache[Inbox](inboxCacheMax), maxEvent
+	d.publicURL = strings.TrimSuffix(opts.PublicURL, "/")
 	if !opts.ReadOnly {
 		if err := d.backfillThreads(); err != nil {
 			_ = pdb.Close()

@@ -204,7 +204,7 @@ func (d *DB) GetEvent(id string) (Event, error) {
 // RenderEvent renders the payload of message m's event within the
 // configured size cap (RenderMessageEvent).
 func (d *DB) RenderEvent(evtID string, m *Message) (head, tail []byte) {
-	return RenderMessageEvent(evtID, m, d.maxEventBytes)
+	return RenderMessageEventAt(evtID, m, d.maxEventBytes, d.publicURL)
 }
 
 // GetEventState returns the delivery state of an account's event.

@@ -32,26 +32,33 @@ const (
 // each on a UTF-8 boundary, then attachments from the end of the list, and
 // the message says "truncated": true. The REST API keeps the whole message.
 func RenderMessageEvent(evtID string, m *Message, maxBytes int) (head, tail []byte) {
+	return RenderMessageEventAt(evtID, m, maxBytes, "")
+}
+
+// RenderMessageEventAt is RenderMessageEvent with attachment URLs made
+// absolute on base (--public-url, e.g. "https://mail.example.com"; ""
+// keeps them relative).
+func RenderMessageEventAt(evtID string, m *Message, maxBytes int, base string) (head, tail []byte) {
 	head = renderHead(evtID, m)
 	if maxBytes <= 0 {
-		return head, renderTail(m, m.BodyText, m.BodyHTML, len(m.Attachments), false)
+		return head, renderTail(m, m.BodyText, m.BodyHTML, len(m.Attachments), false, base)
 	}
 	// Measure before rendering: a message far over the cap (a 20 MiB
 	// body) is not encoded whole only to be cut.
-	bare := renderTail(m, "", "", len(m.Attachments), true)
+	bare := renderTail(m, "", "", len(m.Attachments), true, base)
 	full := len(bare) - len(`,"truncated":true`) + jsonStringLen(m.BodyText) - len(`""`)
 	if m.BodyHTML != "" {
 		full += len(`,"body_html":`) + jsonStringLen(m.BodyHTML)
 	}
 	if len(head)+full+attemptFieldsMax+frameHeaderMax <= maxBytes {
-		return head, renderTail(m, m.BodyText, m.BodyHTML, len(m.Attachments), false)
+		return head, renderTail(m, m.BodyText, m.BodyHTML, len(m.Attachments), false, base)
 	}
 	// What is left for the bodies.
 	budget := maxBytes - len(head) - len(bare) - attemptFieldsMax - frameHeaderMax
 	atts := len(m.Attachments)
 	for budget < 0 && atts > 0 { // drop attachments from the end (each with its comma)
 		atts--
-		budget += len(appendAttachment(nil, m.ID, &m.Attachments[atts])) + min(atts, 1)
+		budget += len(appendAttachment(nil, m.ID, &m.Attachments[atts], base)) + min(atts, 1)
 	}
 	text := cutJSON(m.BodyText, budget)
 	budget -= jsonStringLen(text) - 2 // the empty string's quotes are in bare
@@ -59,7 +66,7 @@ func RenderMessageEvent(evtID string, m *Message, maxBytes int) (head, tail []by
 	if html != "" {
 		html = cutJSON(m.BodyHTML, budget-len(`,"body_html":`))
 	}
-	return head, renderTail(m, text, html, atts, true)
+	return head, renderTail(m, text, html, atts, true, base)
 }
 
 func renderHead(evtID string, m *Message) []byte {
@@ -73,7 +80,7 @@ func renderHead(evtID string, m *Message) []byte {
 
 // renderTail encodes the payload after the per-attempt fields, with the
 // given bodies and the first atts attachments.
-func renderTail(m *Message, text, html string, atts int, truncated bool) []byte {
+func renderTail(m *Message, text, html string, atts int, truncated bool, base string) []byte {
 	tail := make([]byte, 0, 384+len(text)+len(html)+len(m.Subject)+len(m.From))
 	tail = append(tail, `,"inbox_id":`...)
 	tail = appendJSONString(tail, m.InboxID)
@@ -106,7 +113,7 @@ func renderTail(m *Message, text, html string, atts int, truncated bool) []byte 
 		if i > 0 {
 			tail = append(tail, ',')
 		}
-		tail = appendAttachment(tail, m.ID, &m.Attachments[i])
+		tail = appendAttachment(tail, m.ID, &m.Attachments[i], base)
 	}
 	tail = append(tail, ']')
 	if m.AttachmentsTruncated {
@@ -120,7 +127,7 @@ func renderTail(m *Message, text, html string, atts int, truncated bool) []byte 
 	return append(tail, `"}}`...)
 }
 
-func appendAttachment(dst []byte, msgID string, a *AttachmentMeta) []byte {
+func appendAttachment(dst []byte, msgID string, a *AttachmentMeta, base string) []byte {
 	dst = append(dst, `{"filename":`...)
 	dst = appendJSONString(dst, a.Filename)
 	dst = append(dst, `,"contentType":`...)
@@ -128,7 +135,7 @@ func appendAttachment(dst []byte, msgID string, a *AttachmentMeta) []byte {
 	dst = append(dst, `,"sizeBytes":`...)
 	dst = strconv.AppendInt(dst, int64(a.SizeBytes), 10)
 	dst = append(dst, `,"url":`...)
-	dst = appendJSONString(dst, AttachmentURL(msgID, a.Filename))
+	dst = appendJSONString(dst, base+AttachmentURL(msgID, a.Filename))
 	return append(dst, '}')
 }
 

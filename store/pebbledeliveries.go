@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/mailwire/mailwire/internal/promtext"
 )
 
 // deliveries is the Pebble event log's delivery side (Deliveries): the
@@ -76,7 +78,7 @@ type dlMetrics struct {
 	scheduled    *metrics.Counter
 	deferred     *metrics.Counter
 	swept        *metrics.Counter
-	writerCommit *metrics.Histogram
+	writerCommit *metrics.PrometheusHistogram
 }
 
 func newDeliveries(db *DB) *deliveries {
@@ -87,17 +89,17 @@ func newDeliveries(db *DB) *deliveries {
 	set := metrics.NewSet()
 	dl.m = &dlMetrics{
 		set:          set,
-		stored:       set.NewCounter("mailwire_events_stored_total"),
-		scheduled:    set.NewCounter("mailwire_delivery_scheduled_total"),
-		deferred:     set.NewCounter("mailwire_delivery_deferred_total"),
-		swept:        set.NewCounter("mailwire_events_expired_total"),
-		writerCommit: set.NewHistogram("mailwire_delivery_state_commit_seconds"),
+		stored:       set.NewCounter(promtext.Describe("mailwire_events_stored_total", "Events durably stored.")),
+		scheduled:    set.NewCounter(promtext.Describe("mailwire_delivery_scheduled_total", "Delivery attempts handed to the dispatcher (leases).")),
+		deferred:     set.NewCounter(promtext.Describe("mailwire_delivery_deferred_total", "Attempts given back because the dispatcher's queue was full (they run later).")),
+		swept:        set.NewCounter(promtext.Describe("mailwire_events_expired_total", "Delivered or failed events deleted by the retention sweep.")),
+		writerCommit: set.NewPrometheusHistogramExt(promtext.Describe("mailwire_delivery_state_commit_seconds", "Time to commit one synced batch of delivery state changes (attempts, acks)."), promtext.StorageBuckets),
 	}
-	set.NewGauge("mailwire_delivery_inflight", func() float64 { return float64(dl.flights.len()) })
+	set.NewGauge(promtext.Describe("mailwire_delivery_inflight", "Events with an attempt in flight (leased) or not yet released after their commit."), func() float64 { return float64(dl.flights.len()) })
 	dl.sched = newScheduler(dl)
 	dl.sched.log = dl.log
 	dl.w = &writer{dl: dl, in: make(chan *record, 4*writerBatchMax), quit: make(chan struct{}), log: dl.log}
-	set.NewGauge("mailwire_delivery_writer_backlog", func() float64 { return float64(len(dl.w.in)) })
+	set.NewGauge(promtext.Describe("mailwire_delivery_writer_backlog", "Delivery state changes waiting for the writer."), func() float64 { return float64(len(dl.w.in)) })
 	if !db.readOnly {
 		dl.writerWG.Add(1)
 		go func() { defer dl.writerWG.Done(); dl.w.run() }()

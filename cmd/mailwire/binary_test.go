@@ -21,6 +21,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mailwire/mailwire/internal/testserver"
+	"github.com/mailwire/mailwire/store"
 )
 
 // TestBinary builds the mailwire command and runs it as a user would.
@@ -71,11 +72,23 @@ func TestBinary(t *testing.T) {
 	})
 	t.Run("UnknownCommand", func(t *testing.T) {
 		out, code := runBin(t, bin, "frobnicate")
-		if code != 2 || !strings.Contains(out, "unknown command") || !strings.Contains(out, "see mailwire help") || strings.Contains(out, "Usage:") {
+		if code != 2 || !strings.Contains(out, "unknown command") || !strings.Contains(out, "see mailwire --help") || strings.Contains(out, "Usage:") {
 			t.Fatalf("exit %d:\n%s", code, out)
 		}
 		if _, code := runBin(t, bin); code != 2 {
 			t.Fatalf("no command: exit %d, want 2", code)
+		}
+	})
+	t.Run("LockedDataDir", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "d")
+		db, err := store.Open(store.Options{Dir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		out, code := runBin(t, bin, "serve", "--data-dir", dir, "--http-addr", "127.0.0.1:0", "--smtp-addr", "")
+		if code != 1 || !strings.Contains(out, dir+" is in use by another process") || strings.Contains(out, "resource temporarily unavailable") {
+			t.Fatalf("exit %d:\n%s", code, out)
 		}
 	})
 	t.Run("AdminWrongToken", func(t *testing.T) {

@@ -302,6 +302,7 @@ func TestServeValidate(t *testing.T) {
 		"--log-level", "loud",
 		"--log-format", "xml",
 		"--shutdown-timeout", "0s",
+		"--public-url", "mail.example.com",
 	)
 	if err != nil {
 		t.Fatal(err)
@@ -315,19 +316,20 @@ func TestServeValidate(t *testing.T) {
 		"--ws-ping-interval", "--ws-pong-timeout", "--ws-max-conns-per-account", "--ws-rate-frames", "--ws-rate-window",
 		"--ws-max-frame", "--ws-max-pending", "--ws-ack-timeout", "--replay-limit", "--webhook-timeout", "--webhook-workers",
 		"--retention", "--failed-retention", "--max-message-size", "--log-level", "--log-format", "--shutdown-timeout",
+		"--public-url",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("validate does not report %s:\n%v", want, err)
 		}
 	}
-	if n := strings.Count(err.Error(), "\n  "); n != 22 {
-		t.Errorf("validate reported %d problems, want 22 (one per line):\n%v", n, err)
+	if n := strings.Count(err.Error(), "\n  "); n != 23 {
+		t.Errorf("validate reported %d problems, want 23 (one per line):\n%v", n, err)
 	}
 
 	// Each limit at its bound is valid.
 	c, _ = parseServe(t, "--ws-max-frame", "256", "--ws-max-pending", "4KiB", "--max-message-size", "1KiB",
 		"--replay-limit", "10000", "--webhook-workers", "10000", "--webhook-timeout", "100ms", "--smtp-addr", "",
-		"--retry-schedule", "0s", "--log-level", "debug", "--log-format", "json")
+		"--retry-schedule", "0s", "--log-level", "debug", "--log-format", "json", "--public-url", "https://mail.example.com/")
 	if err := c.validate(); err != nil {
 		t.Errorf("bounds rejected: %v", err)
 	}

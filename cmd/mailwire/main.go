@@ -59,7 +59,7 @@ func main() {
 	case "help", "--help", "-h", "-help":
 		fmt.Print(usage)
 	default:
-		fmt.Fprintf(os.Stderr, "mailwire: unknown command %q (see mailwire help)\n", os.Args[1])
+		fmt.Fprintf(os.Stderr, "mailwire: unknown command %q (see mailwire --help)\n", os.Args[1])
 		os.Exit(2)
 	}
 	switch {

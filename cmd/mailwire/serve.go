@@ -35,6 +35,7 @@ type serveConfig struct {
 	DataDir             string
 	MailDomains         []string
 	AdminToken          string
+	AdminTokenFile      string
 	Dev                 bool
 	WSPingInterval      time.Duration
 	WSPongTimeout       time.Duration
@@ -65,6 +66,8 @@ type serveConfig struct {
 	NATSTLSCA           string
 	LogLevel            string
 	LogFormat           string
+	AccessLog           bool
+	PublicURL           string
 	ShutdownTimeout     time.Duration
 }
 
@@ -78,6 +81,7 @@ func serveFlags(c *serveConfig) *flag.FlagSet {
 	c.MailDomains = []string{"localhost"}
 	fs.Var(&listValue{list: &c.MailDomains}, "mail-domain", "the `domain`s of inbox addresses (<mailboxName>@<domain>): repeat the flag or separate with commas; the first is the default")
 	fs.StringVar(&c.AdminToken, "admin-token", "", "enables /admin/v1 with this bearer `token`")
+	fs.StringVar(&c.AdminTokenFile, "admin-token-file", "", "read the admin token from this `file` (kept out of ps and the environment; surrounding white space is dropped)")
 	fs.BoolVar(&c.Dev, "dev", false, "on an empty database create account \"dev\" and inbox \"agent\", and print the API key and a client command")
 	fs.DurationVar(&c.WSPingInterval, "ws-ping-interval", 30*time.Second, "server WebSocket ping period")
 	fs.DurationVar(&c.WSPongTimeout, "ws-pong-timeout", 10*time.Second, "close a connection whose pong has not come within this")
@@ -111,6 +115,8 @@ func serveFlags(c *serveConfig) *flag.FlagSet {
 	fs.StringVar(&c.NATSTLSCA, "nats-tls-ca", "", "CA certificate `file` to verify a NATS server's TLS certificate")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
+	fs.StringVar(&c.PublicURL, "public-url", "", "base `URL` that makes attachment URLs in events and message answers absolute (e.g. https://mail.example.com)")
+	fs.BoolVar(&c.AccessLog, "access-log", false, "log one line per HTTP request (method, path, route, status, duration, bytes, client, request id) at info level")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown may take before connections are dropped")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: mailwire serve [flags]\n\nEvery flag can also be set with MAILWIRE_<FLAG> (e.g. MAILWIRE_HTTP_ADDR); the flag wins.\n\nFlags:\n")
@@ -180,6 +186,25 @@ func (c *serveConfig) validate() error {
 	check(lerr == nil, "--log-level %q: want debug, info, warn or error", c.LogLevel)
 	check(c.LogFormat == "text" || c.LogFormat == "json", "--log-format %q: want text or json", c.LogFormat)
 	check(c.ShutdownTimeout > 0, "--shutdown-timeout must be positive")
+	if c.AdminTokenFile != "" {
+		check(c.AdminToken == "", "--admin-token and --admin-token-file go one at a time")
+		b, err := os.ReadFile(c.AdminTokenFile)
+		tok := strings.TrimSpace(string(b))
+		switch {
+		case err != nil:
+			check(false, "--admin-token-file: %v", err)
+		case tok == "" || strings.ContainsAny(tok, " \t\r\n"):
+			check(false, "--admin-token-file %q must hold one token on one line", c.AdminTokenFile)
+		case c.AdminToken == "":
+			c.AdminToken = tok
+		}
+	}
+	if c.PublicURL != "" {
+		pu, err := url.Parse(c.PublicURL)
+		check(err == nil && (pu.Scheme == "http" || pu.Scheme == "https") && pu.Host != "" && pu.User == nil && pu.RawQuery == "" && pu.Fragment == "",
+			"--public-url %q is not an http(s) base URL (https://mail.example.com)", c.PublicURL)
+		check(c.NATSURL == "", "--public-url is not supported with --nats-url yet (cluster events keep relative attachment URLs)")
+	}
 	if len(p) > 0 {
 		return errors.New("invalid configuration:\n  " + strings.Join(p, "\n  "))
 	}
@@ -325,8 +350,10 @@ func startNode(c *serveConfig, log *slog.Logger, out *os.File) (*app.App, error)
 		SMTPMaxConnsPerIP:   c.SMTPMaxConnsPerIP,
 		NATS: app.NATSConfig{URL: c.NATSURL, Node: c.nodeName(), Replicas: c.NATSReplicas,
 			CredsFile: c.NATSCreds, TLSCA: c.NATSTLSCA},
-		Version: version,
-		Logger:  log,
+		Version:   version,
+		Logger:    log,
+		AccessLog: c.AccessLog,
+		PublicURL: c.PublicURL,
 	})
 	if err != nil {
 		return nil, err
@@ -334,6 +361,12 @@ func startNode(c *serveConfig, log *slog.Logger, out *os.File) (*app.App, error)
 	if c.Dev && !a.ReadOnly() {
 		if err := devSetup(c, a.DB, a.Ingest, a.HTTPAddr(), a.SMTPAddr(), out); err != nil {
 			log.Error("dev setup failed", "error", err)
+		}
+	}
+	if !c.Dev && c.AdminToken == "" && !a.ReadOnly() {
+		if n, err := a.DB.CountAccounts(); err == nil && n == 0 {
+			log.Warn("the database has no account and none can be created: start with --admin-token or --admin-token-file " +
+				"(then mailwire admin accounts create NAME), or with --dev for a development account")
 		}
 	}
 	log.Info("mailwire ready", "version", version, "http", a.HTTPAddr(), "smtp", a.SMTPAddr(), "data_dir", c.DataDir,

@@ -275,6 +275,8 @@ func (c *conn) send(b []byte) bool {
 
 func (c *conn) slowConsumer() {
 	c.hub.m.slow.Inc()
+	c.hub.slowLog.Warn("websocket closed: slow consumer (1008)", "account", c.accountID, "key", c.keyID,
+		"max_pending_bytes", c.hub.cfg.MaxPending, "pending_bytes", c.pending.Load())
 	c.close(closePolicy, fmt.Sprintf("slow consumer: more than %d bytes unsent", c.hub.cfg.MaxPending))
 }
 
@@ -462,6 +464,8 @@ func (c *conn) onMessage(op byte, msg []byte) {
 		cfg := c.hub.cfg
 		c.dec.stop()
 		c.later(func() {
+			c.hub.rateLog.Warn("websocket closed: client frames over the rate limit (4029)", "account", c.accountID, "key", c.keyID,
+				"frames", cfg.RateFrames, "window", cfg.RateWindow)
 			c.fail(closeRateLimited, fmt.Sprintf("rate limited: more than %d frames in %s", cfg.RateFrames, cfg.RateWindow))
 		})
 		return

@@ -10,6 +10,7 @@ import (
 	"github.com/lesismal/nbio"
 
 	"github.com/mailwire/mailwire/delivery"
+	"github.com/mailwire/mailwire/internal/limits"
 	"github.com/mailwire/mailwire/store"
 	"github.com/mailwire/mailwire/subs"
 )
@@ -37,6 +38,8 @@ type Hub struct {
 	open     atomic.Int64 // upgraded connections not yet closed by nbio
 	draining atomic.Bool
 	log      *slog.Logger
+	slowLog  limits.RateLog // slow-consumer closes, at most one line per 5 s
+	rateLog  limits.RateLog // 4029 closes, at most one line per 5 s
 	stopCh   chan struct{}
 	stopped  sync.WaitGroup
 	once     sync.Once
@@ -49,6 +52,8 @@ type Hub struct {
 func New(cfg Config, backend Backend) *Hub {
 	cfg.setDefaults()
 	h := &Hub{cfg: cfg, backend: backend, idx: subs.New[*conn](), stopCh: make(chan struct{}), log: cfg.Logger.With("component", "ws")}
+	h.slowLog = limits.RateLog{Log: h.log, Every: 5 * time.Second}
+	h.rateLog = limits.RateLog{Log: h.log, Every: 5 * time.Second}
 	for i := range h.shards {
 		h.shards[i].conns = make(map[*conn]struct{})
 	}

@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/mailwire/mailwire/internal/promtext"
 )
 
 // wsMetrics are the WebSocket metrics (docs/OPERATIONS.md lists them).
@@ -32,18 +34,23 @@ var (
 func newMetrics(s *metrics.Set, h *Hub) *wsMetrics {
 	m := &wsMetrics{
 		set:       s,
-		opened:    s.NewCounter(`mailwire_ws_connections_opened_total`),
-		delivered: s.NewCounter(`mailwire_ws_deliveries_total`),
-		replayed:  s.NewCounter(`mailwire_ws_replayed_events_total`),
-		slow:      s.NewCounter(`mailwire_ws_slow_consumers_total`),
-		bytesOut:  s.NewCounter(`mailwire_ws_event_bytes_total`),
-		writes:    s.NewCounter(`mailwire_ws_socket_writes_total`),
+		opened:    s.NewCounter(promtext.Describe(`mailwire_ws_connections_opened_total`, "WebSocket connections upgraded.")),
+		delivered: s.NewCounter(promtext.Describe(`mailwire_ws_deliveries_total`, "Event frames written to WebSocket connections (one per connection).")),
+		replayed:  s.NewCounter(promtext.Describe(`mailwire_ws_replayed_events_total`, "Events sent by replays (subscribe with last_event_id).")),
+		slow:      s.NewCounter(promtext.Describe(`mailwire_ws_slow_consumers_total`, "WebSocket connections closed (1008) because their unsent bytes passed --ws-max-pending.")),
+		bytesOut:  s.NewCounter(promtext.Describe(`mailwire_ws_event_bytes_total`, "Bytes of event frames written to WebSocket connections.")),
+		writes:    s.NewCounter(promtext.Describe(`mailwire_ws_socket_writes_total`, "write(2) calls of event frames to WebSocket connections (frames pending for one connection go out in one write).")),
 		framesIn:  map[string]*metrics.Counter{},
 		framesOut: map[string]*metrics.Counter{},
 		closes:    map[int]*metrics.Counter{},
 		drops:     map[string]*metrics.Counter{},
 	}
 	// Connections that ended without a close handshake, by cause.
+	d := promtext.Describe
+	d("mailwire_ws_dropped_total", "WebSocket connections that ended without a close handshake, by cause.")
+	d("mailwire_ws_frames_in_total", "Client frames received, by type.")
+	d("mailwire_ws_frames_out_total", "Frames sent, by type.")
+	d("mailwire_ws_closes_total", "WebSocket connections closed, by close code.")
 	for _, r := range []string{"pong_timeout", "read_timeout", "peer"} {
 		m.drops[r] = s.NewCounter(`mailwire_ws_dropped_total{reason="` + r + `"}`)
 	}
@@ -56,9 +63,9 @@ func newMetrics(s *metrics.Set, h *Hub) *wsMetrics {
 	for _, c := range closeCodes {
 		m.closes[c] = s.NewCounter(`mailwire_ws_closes_total{code="` + strconv.Itoa(c) + `"}`)
 	}
-	s.NewGauge("mailwire_ws_connections", func() float64 { return float64(h.open.Load()) })
-	s.NewGauge("mailwire_ws_subscriptions", func() float64 { return float64(h.idx.Len()) })
-	s.NewGauge("mailwire_ws_pending_bytes", func() float64 { return float64(h.pendingBytes()) })
+	s.NewGauge(d("mailwire_ws_connections", "Open WebSocket connections."), func() float64 { return float64(h.open.Load()) })
+	s.NewGauge(d("mailwire_ws_subscriptions", "Subscriptions in the index (one per subscribed connection)."), func() float64 { return float64(h.idx.Len()) })
+	s.NewGauge(d("mailwire_ws_pending_bytes", "Bytes written to WebSocket connections and not yet sent by the kernel, all connections."), func() float64 { return float64(h.pendingBytes()) })
 	return m
 }
 

@@ -71,6 +71,11 @@ type Config struct {
 	NATS    NATSConfig
 	Version string
 	Logger  *slog.Logger
+	// AccessLog is --access-log: one log line per HTTP request.
+	AccessLog bool
+	// PublicURL is --public-url: the base that makes attachment URLs
+	// absolute, in events and in the REST API (Pebble store only).
+	PublicURL string
 }
 
 // NATSConfig is the cluster flags (--nats-*, --node-name).
@@ -180,6 +185,8 @@ func Start(cfg Config) (*App, error) {
 		ExtraMetrics:         []*metrics.Set{dset},
 		Logger:               log,
 		Version:              cfg.Version,
+		AccessLog:            cfg.AccessLog,
+		PublicURL:            cfg.PublicURL,
 	}, engine.Deps{DB: db, Ingest: ing, Delivery: disp, Limits: lim, MCP: mcpHandler})
 	a := &App{cfg: cfg, log: log, DB: db, Delivery: disp, Ingest: ing, Engine: srv, Limits: lim, stopWatch: make(chan struct{})}
 	if readOnly {
@@ -265,7 +272,7 @@ func openStore(cfg Config, lim engine.Limits, log *slog.Logger) (store.Store, *j
 		log.Error("the disk is too full to open the store for writing: serving read-only (ingest refused, no deliveries) until space comes back",
 			"dir", cfg.DataDir, "free_bytes", lim.Disk.Free())
 	}
-	db, err := store.Open(store.Options{Dir: cfg.DataDir, FS: cfg.FS, Logger: log, MaxEventBytes: cfg.MaxEventBytes,
+	db, err := store.Open(store.Options{Dir: cfg.DataDir, FS: cfg.FS, Logger: log, MaxEventBytes: cfg.MaxEventBytes, PublicURL: cfg.PublicURL,
 		MaxOpenFiles: pebbleFiles, ReadOnly: readOnly})
 	if err != nil {
 		return nil, nil, false, err

@@ -25,6 +25,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/mailwire/mailwire/delivery"
+	"github.com/mailwire/mailwire/internal/promtext"
 	"github.com/mailwire/mailwire/store"
 	"github.com/mailwire/mailwire/store/jsstore"
 )
@@ -130,10 +131,10 @@ func New(st *jsstore.Store, local delivery.Pusher, cfg Config) *Pusher {
 	}
 	p := &Pusher{st: st, local: local, cfg: cfg, log: cfg.Logger.With("component", "cluster"), nc: st.Conn(),
 		self: st.NodeKey(), results: map[string]*result{}, pending: map[uint64]*gather{}, stop: make(chan struct{})}
-	p.m.timeouts = cfg.Metrics.NewCounter("mailwire_cluster_answer_timeouts_total")
-	p.m.requests = cfg.Metrics.NewCounter("mailwire_cluster_requests_total")
-	p.m.answers = cfg.Metrics.NewCounter("mailwire_cluster_answers_total")
-	cfg.Metrics.NewGauge("mailwire_cluster_nodes", func() float64 { return float64(len(st.LiveNodes())) })
+	p.m.timeouts = cfg.Metrics.NewCounter(promtext.Describe("mailwire_cluster_answer_timeouts_total", "Push requests to other nodes that were not all answered in time."))
+	p.m.requests = cfg.Metrics.NewCounter(promtext.Describe("mailwire_cluster_requests_total", "Push requests this node sent to the other nodes."))
+	p.m.answers = cfg.Metrics.NewCounter(promtext.Describe("mailwire_cluster_answers_total", "Answers to push requests this node received from the other nodes."))
+	cfg.Metrics.NewGauge(promtext.Describe("mailwire_cluster_nodes", "Live nodes of the cluster, as this node sees them."), func() float64 { return float64(len(st.LiveNodes())) })
 	return p
 }
 

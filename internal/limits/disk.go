@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/mailwire/mailwire/internal/promtext"
 )
 
 // DiskThreshold is --min-free-disk: an absolute size, or a percentage of
@@ -101,15 +103,15 @@ func NewDisk(dir string, t DiskThreshold, set *metrics.Set, log *slog.Logger) (*
 	if err := d.Check(); err != nil {
 		return nil, err
 	}
-	set.NewGauge("mailwire_disk_free_bytes", func() float64 { return float64(d.free.Load()) })
-	set.NewGauge("mailwire_disk_min_free_bytes", func() float64 { return float64(d.need.Load()) })
-	set.NewGauge("mailwire_disk_low", func() float64 {
+	set.NewGauge(promtext.Describe("mailwire_disk_free_bytes", "Free bytes on the filesystem of --data-dir."), func() float64 { return float64(d.free.Load()) })
+	set.NewGauge(promtext.Describe("mailwire_disk_min_free_bytes", "Free space below which ingest is refused (--min-free-disk), in bytes."), func() float64 { return float64(d.need.Load()) })
+	set.NewGauge(promtext.Describe("mailwire_disk_low", "1 while free disk is below --min-free-disk and ingest is refused."), func() float64 {
 		if d.low.Load() {
 			return 1
 		}
 		return 0
 	})
-	d.refused = set.NewCounter("mailwire_disk_refused_total")
+	d.refused = set.NewCounter(promtext.Describe("mailwire_disk_refused_total", "Inbound messages refused (507 / 452) for lack of free disk."))
 	return d, nil
 }
 

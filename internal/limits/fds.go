@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/mailwire/mailwire/internal/promtext"
 )
 
 // Descriptors is the budget of client sockets (HTTP, WebSocket and SMTP
@@ -50,9 +52,10 @@ func NewDescriptors(reserve int64, set *metrics.Set, log *slog.Logger) *Descript
 	budget := max(limit-reserve, limit/10)
 	d := &Descriptors{limit: limit, reserve: limit - budget, budget: budget, refused: map[string]*metrics.Counter{},
 		rl: RateLog{Log: log.With("component", "limits"), Every: 5 * time.Second}}
-	set.NewGauge("mailwire_fd_limit", func() float64 { return float64(limit) })
-	set.NewGauge("mailwire_fd_client_budget", func() float64 { return float64(budget) })
-	set.NewGauge("mailwire_client_connections", func() float64 { return float64(d.open.Load()) })
+	set.NewGauge(promtext.Describe("mailwire_fd_limit", "The process's file descriptor limit (RLIMIT_NOFILE)."), func() float64 { return float64(limit) })
+	set.NewGauge(promtext.Describe("mailwire_fd_client_budget", "File descriptors client sockets may use (the limit less the store's and webhooks' reserve)."), func() float64 { return float64(budget) })
+	set.NewGauge(promtext.Describe("mailwire_client_connections", "Open client sockets: HTTP, WebSocket and SMTP."), func() float64 { return float64(d.open.Load()) })
+	promtext.Describe("mailwire_connections_refused_total", "Client connections reset at accept, by reason (descriptor_budget, per_ip).")
 	for _, r := range []string{RefusedBudget, RefusedPerIP} {
 		d.refused[r] = set.NewCounter(`mailwire_connections_refused_total{reason="` + r + `"}`)
 	}

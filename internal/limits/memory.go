@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/mailwire/mailwire/internal/promtext"
 )
 
 // Memory is the budget for inbound message bytes in flight across SMTP
@@ -40,9 +42,9 @@ type memWaiter struct {
 // NewMemory returns a budget of limit bytes (metrics in set).
 func NewMemory(limit int64, set *metrics.Set, log *slog.Logger) *Memory {
 	m := &Memory{limit: limit, rl: RateLog{Log: log.With("component", "limits"), Every: 5 * time.Second}}
-	set.NewGauge("mailwire_ingest_memory_limit_bytes", func() float64 { return float64(limit) })
-	set.NewGauge("mailwire_ingest_memory_in_use_bytes", func() float64 { return float64(m.InUse()) })
-	m.refused = set.NewCounter("mailwire_ingest_memory_refused_total")
+	set.NewGauge(promtext.Describe("mailwire_ingest_memory_limit_bytes", "Budget for inbound message bytes in flight (--ingest-memory)."), func() float64 { return float64(limit) })
+	set.NewGauge(promtext.Describe("mailwire_ingest_memory_in_use_bytes", "Inbound message bytes in flight now, counted against --ingest-memory."), func() float64 { return float64(m.InUse()) })
+	m.refused = set.NewCounter(promtext.Describe("mailwire_ingest_memory_refused_total", "Inbound messages refused (503 / 451) because --ingest-memory was full."))
 	return m
 }
 

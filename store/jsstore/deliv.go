@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/mailwire/mailwire/internal/promtext"
 	"github.com/mailwire/mailwire/store"
 )
 
@@ -151,11 +152,14 @@ func (d *deliveries) endLease(tok *token, ack bool, delay time.Duration) {
 func newDeliveries(s *Store) *deliveries {
 	d := &deliveries{s: s, work: make(chan func(), 1<<16)}
 	d.leased.toks, d.leased.ids = map[*token]string{}, map[string]int{}
-	d.m.handed = s.m.set.NewCounter("mailwire_delivery_scheduled_total")
-	d.m.deferred = s.m.set.NewCounter("mailwire_delivery_deferred_total")
-	d.m.recorded = s.m.set.NewCounter("mailwire_cluster_outcomes_recorded_total")
-	d.m.failed = s.m.set.NewCounter("mailwire_cluster_outcomes_failed_total")
-	d.m.overheld = s.m.set.NewCounter("mailwire_cluster_leases_overheld_total")
+	d.m.handed = s.m.set.NewCounter(promtext.Describe("mailwire_delivery_scheduled_total", "Delivery attempts handed to the dispatcher (leases)."))
+	d.m.deferred = s.m.set.NewCounter(promtext.Describe("mailwire_delivery_deferred_total", "Attempts given back because the dispatcher's queue was full (they run later)."))
+	d.m.recorded = s.m.set.NewCounter(promtext.Describe("mailwire_cluster_outcomes_recorded_total", "Attempt outcomes this node recorded in JetStream."))
+	d.m.failed = s.m.set.NewCounter(promtext.Describe("mailwire_cluster_outcomes_failed_total", "Attempt outcomes this node could not record in JetStream (the lease is redelivered)."))
+	promtext.Describe("mailwire_nats_consumer_pending", "Messages a JetStream consumer of this node has not been handed yet, by consumer.")
+	promtext.Describe("mailwire_nats_consumer_ack_pending", "Messages handed to a JetStream consumer of this node and not yet acknowledged, by consumer.")
+	promtext.Describe("mailwire_nats_consumer_redelivered", "Messages a JetStream consumer of this node was handed more than once, by consumer.")
+	d.m.overheld = s.m.set.NewCounter(promtext.Describe("mailwire_cluster_leases_overheld_total", "Leases held past leaseMaxHold and left to another node (a stuck attempt)."))
 	s.wg.Add(1)
 	go d.beat()
 	for range recordWorkers {

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/mailwire/mailwire/internal/promtext"
 	"github.com/mailwire/mailwire/store"
 )
 
@@ -253,7 +254,7 @@ func (s *Store) opCtx() (context.Context, context.CancelFunc) {
 // storeMetrics are the cluster store's own metrics (docs/CLUSTER.md).
 type storeMetrics struct {
 	set        *metrics.Set
-	publish    *metrics.Histogram
+	publish    *metrics.PrometheusHistogram
 	reconnects *metrics.Counter
 	pubErrors  *metrics.Counter
 	stored     *metrics.Counter
@@ -263,12 +264,12 @@ func newStoreMetrics(s *Store) *storeMetrics {
 	set := metrics.NewSet()
 	m := &storeMetrics{
 		set:        set,
-		publish:    set.NewHistogram("mailwire_nats_publish_seconds"),
-		reconnects: set.NewCounter("mailwire_nats_reconnects_total"),
-		pubErrors:  set.NewCounter("mailwire_nats_publish_errors_total"),
-		stored:     set.NewCounter("mailwire_events_stored_total"),
+		publish:    set.NewPrometheusHistogramExt(promtext.Describe("mailwire_nats_publish_seconds", "Time for JetStream to acknowledge a publish (replicated and stored)."), promtext.StorageBuckets),
+		reconnects: set.NewCounter(promtext.Describe("mailwire_nats_reconnects_total", "Reconnections to NATS.")),
+		pubErrors:  set.NewCounter(promtext.Describe("mailwire_nats_publish_errors_total", "JetStream publishes that failed.")),
+		stored:     set.NewCounter(promtext.Describe("mailwire_events_stored_total", "Events durably stored.")),
 	}
-	set.NewGauge("mailwire_nats_connected", func() float64 {
+	set.NewGauge(promtext.Describe("mailwire_nats_connected", "1 while the node is connected to NATS."), func() float64 {
 		if s.nc != nil && s.nc.IsConnected() {
 			return 1
 		}
@@ -284,7 +285,7 @@ func (s *Store) WriteMetrics(w io.Writer) {
 		s.dl.writeMetrics(w)
 	}
 	if s.idx != nil {
-		metrics.WriteGaugeUint64(w, "mailwire_cluster_index_events", uint64(s.idx.size()))
-		metrics.WriteGaugeUint64(w, "mailwire_cluster_index_applied_seq", s.idx.appliedSeq())
+		metrics.WriteGaugeUint64(w, promtext.Describe("mailwire_cluster_index_events", "Events in this node's in-memory index of the shared log."), uint64(s.idx.size()))
+		metrics.WriteGaugeUint64(w, promtext.Describe("mailwire_cluster_index_applied_seq", "Last stream sequence applied to this node's index."), s.idx.appliedSeq())
 	}
 }
