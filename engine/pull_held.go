@@ -11,8 +11,10 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
 	"github.com/lesismal/nbio"
 	"github.com/lesismal/nbio/nbhttp"
+	"github.com/mailwire/mailwire/internal/promtext"
 
 	"github.com/mailwire/mailwire/engine/pull"
 )
@@ -57,7 +59,7 @@ type wake struct {
 // pullMetrics: docs/OPERATIONS.md lists them.
 type pullMetrics struct {
 	set  *metrics.Set
-	wake *metrics.Histogram
+	wake *metrics.PrometheusHistogram
 }
 
 // Pull answer outcomes (mailwire_pull_responses_total{outcome}).
@@ -74,8 +76,9 @@ const (
 func newPuller(s *Server, cfg pull.Config) *puller {
 	p := &puller{s: s, hub: pull.New(cfg), signal: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	p.m.set = s.cfg.Metrics
-	p.m.wake = p.m.set.NewHistogram(`mailwire_pull_wake_seconds`)
-	p.m.set.NewGauge(`mailwire_pull_held`, func() float64 { return float64(p.hub.Held()) })
+	p.m.wake = p.m.set.NewPrometheusHistogram(promtext.Describe(`mailwire_pull_wake_seconds`, "Time from an event being stored to a held pull request being woken for it."))
+	p.m.set.NewGauge(promtext.Describe(`mailwire_pull_held`, "Pull requests (GET /v1/events/stream) held waiting for events."), func() float64 { return float64(p.hub.Held()) })
+	promtext.Describe(`mailwire_pull_responses_total`, "Pull answers by outcome (events, empty, drained, too_many, closed, error, hurried).")
 	for _, o := range []string{pullEvents, pullEmpty, pullDrained, pullTooMany, pullClosed, pullError, pullHurried} {
 		p.m.set.GetOrCreateCounter(`mailwire_pull_responses_total{outcome="` + o + `"}`)
 	}

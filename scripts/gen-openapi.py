@@ -53,6 +53,14 @@ schemas = {
  "CreatedKey": obj({"id": S, "apiKey": S, "accountId": S, "createdAt": T}),
  "Stats": {"type": "object", "description": "operator view figures (docs/API.md, extensions)"},
  "AdminEventList": lst({"type": "object"}),
+ "EventPage": obj({"data": arr({"type": "object", "description": "event payloads (PROTOCOL.md §5), oldest first"}), "cursor": S}, ["data", "cursor"]),
+ "EventAck": obj({"eventIds": arr(S)}, ["eventIds"]),
+ "Thread": obj({"id": S, "subject": S, "isRead": B, "messageCount": I, "lastMessageAt": T}),
+ "ThreadList": lst(ref("Thread")),
+ "ThreadMessages": obj({"threadId": S, "subject": S, "isRead": B, "data": arr({"allOf": [ref("Message"), obj({"direction": S})]})},
+                       ["threadId", "subject", "isRead", "data"]),
+ "ThreadPatch": obj({"is_read": B}, ["is_read"]),
+ "OK": obj({"ok": B}, ["ok"]),
 }
 
 def js(name): return {"content": {"application/json": {"schema": ref(name)}}}
@@ -93,6 +101,13 @@ R = [
   PAGE + [{"name": "inboxId", "in": "query", "schema": S}, {"name": "status", "in": "query", "schema": {"type": "string", "enum": ["pending", "delivered", "failed"]}}]),
  ("get", "/v1/events/{id}", "key", "an event with its attempts", None, ok("event", "Event"), []),
  ("post", "/v1/events/{id}/redeliver", "key", "a new delivery cycle", None, ok("accepted", "Redelivered", "202"), []),
+ ("get", "/v1/events/stream", "key", "pull API: events after the cursor in stored order, held up to wait when there are none", None, ok("a page", "EventPage"),
+  [{"name": n, "in": "query", "schema": S} for n in ("after", "wait", "inboxId", "types")] + [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}}]),
+ ("post", "/v1/events/ack", "key", "acknowledge pulled events: pending ones become delivered", "EventAck", ok("acknowledged", "OK"), []),
+ ("get", "/v1/inboxes/{id}/threads", "key", "an inbox's threads", None, ok("threads", "ThreadList"), PAGE + [{"name": "is_read", "in": "query", "schema": B}]),
+ ("get", "/v1/threads/{id}/messages", "key", "a thread's messages, oldest first, with their direction", None, ok("messages", "ThreadMessages"), PAGE),
+ ("patch", "/v1/threads/{id}", "key", "mark a thread read or unread", "ThreadPatch", ok("done", "OK"), []),
+ ("post", "/v1/mcp", "key", "MCP streamable HTTP transport (docs/AGENTS.md)", None, ok("an MCP JSON-RPC answer"), []),
  ("post", "/admin/v1/accounts", "admin", "create an account and its first key", "NewAccount", ok("created", "CreatedAccount", "201"), []),
  ("get", "/admin/v1/accounts", "admin", "list accounts", None, ok("accounts", "AccountList"), PAGE),
  ("get", "/admin/v1/accounts/{id}/api-keys", "admin", "an account's keys (never the key)", None, ok("keys", "APIKeyList"), []),
