@@ -4,6 +4,9 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/mailwire/mailwire/internal/testserver"
 )
 
 // A thread's read state is the cluster's, not a node's: marked read
@@ -14,8 +17,17 @@ import (
 func TestThreadReadStateAcrossNodes(t *testing.T) {
 	c := startCluster(t, 2)
 	a, b := c.nodes[0], c.nodes[1]
-	acc := a.NewAccount("acme")
+	acc, other := a.NewAccount("acme"), b.NewAccount("other")
 	inbox := a.NewInbox(acc.Key, "agent")
+	knows := func(n *testserver.Server, key string) {
+		t.Helper()
+		// A new key reaches the other nodes through the directory watch.
+		testserver.WaitFor(t, 10*time.Second, "the key known on every node", func() bool {
+			st, _, _ := n.Do("GET", "/v1/inboxes", key, nil)
+			return st == http.StatusOK
+		})
+	}
+	knows(b, acc.Key)
 	subject := "Bestellung " + strings.Repeat("Größe ✓ ", 60) + "Ende"
 	var first, reply struct{ MessageID, ThreadID string }
 	a.MustJSON("POST", "/v1/inboxes/"+inbox+"/inbound", acc.Key, map[string]any{"from": "c@example.com", "subject": subject,
@@ -81,8 +93,8 @@ func TestThreadReadStateAcrossNodes(t *testing.T) {
 	}
 
 	// Another account's key finds nothing on either node.
-	other := b.NewAccount("other")
 	for _, n := range c.nodes {
+		knows(n, other.Key)
 		n.MustJSON("GET", "/v1/threads/"+first.ThreadID+"/messages", other.Key, nil, http.StatusNotFound, nil)
 		n.MustJSON("PATCH", "/v1/threads/"+first.ThreadID, other.Key, map[string]any{"is_read": true}, http.StatusNotFound, nil)
 	}
