@@ -10,13 +10,13 @@ import (
 // Threads, as OpenMail documents them (API.md): an inbox's messages
 // grouped by In-Reply-To/References, with a read flag.
 
-// threads is the store's thread view: 501 on a store without one (the
-// cluster store, for now).
+// threads is the store's thread view: 501 on a store without one (both
+// of mailwire's stores have one).
 func (s *Server) threads() (store.Threads, error) {
 	if ts, ok := s.deps.DB.(store.Threads); ok {
 		return ts, nil
 	}
-	return nil, errf(http.StatusNotImplemented, codeNotImplemented, "threads are not available on this server's store (the cluster store has no thread index yet)")
+	return nil, errf(http.StatusNotImplemented, codeNotImplemented, "threads are not available on this server's store")
 }
 
 // threadView is a thread as the API shows it (OpenMail's Thread).

@@ -5,8 +5,6 @@ import (
 	"net/http"
 	"reflect"
 	"testing"
-
-	"github.com/mailwire/mailwire/internal/testserver"
 )
 
 type threadItem struct {
@@ -37,11 +35,6 @@ func TestAPIThreads(t *testing.T) {
 	s := startAPI(t)
 	a, b := s.NewAccount("a"), s.NewAccount("b")
 	in := createInbox(t, s, a.Key, map[string]any{"mailboxName": "threads"})
-	if testserver.OnNATSEnv() {
-		// The cluster store has no thread index yet: 501 on every route.
-		checkErr(t, s, "GET", "/v1/inboxes/"+in.ID+"/threads", a.Key, nil, http.StatusNotImplemented, "not_implemented")
-		t.Skip("threads are Pebble-only for now")
-	}
 	first, _ := inboundJSON(t, s, a.Key, in.ID, map[string]any{"from": "c@example.com", "subject": "Order 7", "text": "where?", "messageId": "<o7@example.com>"})
 	other, _ := inboundJSON(t, s, a.Key, in.ID, map[string]any{"from": "d@example.com", "subject": "Hello", "text": "hi"})
 	re, _ := inboundJSON(t, s, a.Key, in.ID, map[string]any{"from": "c@example.com", "subject": "Re: Order 7", "text": "still?", "inReplyTo": "<o7@example.com>"})

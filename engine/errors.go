@@ -42,7 +42,7 @@ const (
 	codeUnavailable         = "unavailable"            // 503 storage failed (in a cluster: NATS unreachable)
 	codeInsufficientStorage = "insufficient_storage"   // 507 free disk below --min-free-disk
 	codeInternal            = "internal"               // 500
-	codeNotImplemented      = "not_implemented"        // 501 this store lacks the feature (threads on the cluster store)
+	codeNotImplemented      = "not_implemented"        // 501 this store lacks the feature (threads on a store without them)
 )
 
 func errNoWebhookURL(msg string) *apiError {

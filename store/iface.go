@@ -71,9 +71,9 @@ type DirectoryChange struct {
 	DeletedInboxAccount string // ... of this account
 }
 
-// Threads is the thread view of an inbox's messages (threads.go). It is
-// optional: the Pebble store has it, the cluster store (jsstore) does not
-// yet, and the API answers 501 there. ListThreads pages an inbox's
+// Threads is the thread view of an inbox's messages (threads.go; the
+// cluster store's is jsstore/threads.go). It is optional: both stores
+// have it, and the API answers 501 on a store without it. ListThreads pages an inbox's
 // threads, latest activity first (the caller checked the inbox is the
 // account's, as for ListMessages); the others answer ErrNotFound for a
 // thread of another account. A thread's messages come oldest first.

@@ -395,55 +395,48 @@ func testTools(t *testing.T, tr transport) {
 	}
 
 	// Threads.
-	if testserver.OnNATSEnv() {
-		// No thread index on the cluster store yet: a clear tool error.
-		if e := toolErr(t, cs, "list_threads", map[string]any{"inbox_id": in}); !strings.Contains(e, "not_implemented") {
-			t.Errorf("list_threads on NATS: %s", e)
-		}
-	} else {
-		type thread struct {
-			ID           string `json:"id"`
-			Subject      string `json:"subject"`
-			IsRead       bool   `json:"is_read"`
-			MessageCount int    `json:"message_count"`
-		}
-		var threads struct {
-			Threads []thread `json:"threads"`
-			Total   int      `json:"total"`
-		}
-		mustCall(t, cs, "list_threads", map[string]any{"inbox_id": in}, &threads)
-		i := slices.IndexFunc(threads.Threads, func(th thread) bool { return th.ID == first.ThreadID })
-		if threads.Total != 2 || i < 0 || threads.Threads[i].MessageCount != 2 || threads.Threads[i].IsRead {
-			t.Fatalf("list_threads: %+v", threads)
-		}
-		var rt struct {
-			ThreadID string `json:"thread_id"`
-			Messages []struct {
-				Subject   string `json:"subject"`
-				Direction string `json:"direction"`
-			} `json:"messages"`
-		}
-		mustCall(t, cs, "read_thread", map[string]any{"thread_id": first.ThreadID}, &rt)
-		if rt.ThreadID != first.ThreadID || len(rt.Messages) != 2 || rt.Messages[0].Subject != "Order 4711" ||
-			rt.Messages[1].Subject != "Re: Order 4711" || rt.Messages[0].Direction != "inbound" {
-			t.Fatalf("read_thread: %+v", rt)
-		}
-		var mr struct {
-			IsRead bool `json:"is_read"`
-		}
-		mustCall(t, cs, "mark_thread_read", map[string]any{"thread_id": first.ThreadID}, &mr)
-		if !mr.IsRead {
-			t.Fatalf("mark_thread_read: %+v", mr)
-		}
-		mustCall(t, cs, "list_threads", map[string]any{"inbox_id": in, "unread_only": true}, &threads)
-		if threads.Total != 1 || threads.Threads[0].ID == first.ThreadID {
-			t.Fatalf("unread threads after mark_thread_read: %+v", threads)
-		}
-		mustCall(t, cs, "mark_thread_read", map[string]any{"thread_id": first.ThreadID, "read": false}, &mr)
-		mustCall(t, cs, "list_threads", map[string]any{"inbox_id": in, "unread_only": true}, &threads)
-		if threads.Total != 2 {
-			t.Fatalf("unread threads after read=false: %+v", threads)
-		}
+	type thread struct {
+		ID           string `json:"id"`
+		Subject      string `json:"subject"`
+		IsRead       bool   `json:"is_read"`
+		MessageCount int    `json:"message_count"`
+	}
+	var threads struct {
+		Threads []thread `json:"threads"`
+		Total   int      `json:"total"`
+	}
+	mustCall(t, cs, "list_threads", map[string]any{"inbox_id": in}, &threads)
+	i := slices.IndexFunc(threads.Threads, func(th thread) bool { return th.ID == first.ThreadID })
+	if threads.Total != 2 || i < 0 || threads.Threads[i].MessageCount != 2 || threads.Threads[i].IsRead {
+		t.Fatalf("list_threads: %+v", threads)
+	}
+	var rt struct {
+		ThreadID string `json:"thread_id"`
+		Messages []struct {
+			Subject   string `json:"subject"`
+			Direction string `json:"direction"`
+		} `json:"messages"`
+	}
+	mustCall(t, cs, "read_thread", map[string]any{"thread_id": first.ThreadID}, &rt)
+	if rt.ThreadID != first.ThreadID || len(rt.Messages) != 2 || rt.Messages[0].Subject != "Order 4711" ||
+		rt.Messages[1].Subject != "Re: Order 4711" || rt.Messages[0].Direction != "inbound" {
+		t.Fatalf("read_thread: %+v", rt)
+	}
+	var mr struct {
+		IsRead bool `json:"is_read"`
+	}
+	mustCall(t, cs, "mark_thread_read", map[string]any{"thread_id": first.ThreadID}, &mr)
+	if !mr.IsRead {
+		t.Fatalf("mark_thread_read: %+v", mr)
+	}
+	mustCall(t, cs, "list_threads", map[string]any{"inbox_id": in, "unread_only": true}, &threads)
+	if threads.Total != 1 || threads.Threads[0].ID == first.ThreadID {
+		t.Fatalf("unread threads after mark_thread_read: %+v", threads)
+	}
+	mustCall(t, cs, "mark_thread_read", map[string]any{"thread_id": first.ThreadID, "read": false}, &mr)
+	mustCall(t, cs, "list_threads", map[string]any{"inbox_id": in, "unread_only": true}, &threads)
+	if threads.Total != 2 {
+		t.Fatalf("unread threads after read=false: %+v", threads)
 	}
 
 	// Errors a model can act on: tool errors with a hint, never protocol
@@ -516,7 +509,7 @@ func TestToolsCrossAccountIsolation(t *testing.T) {
 			} {
 				e := toolErr(t, cs, c.tool, c.args)
 				if strings.Contains(e, "secret of a") || strings.Contains(e, "a's file") ||
-					(!strings.Contains(e, "not_found") && !strings.Contains(e, "not_implemented")) {
+					!strings.Contains(e, "not_found") {
 					t.Errorf("b's %s on a's data: %s", c.tool, e)
 				}
 			}
@@ -528,18 +521,16 @@ func TestToolsCrossAccountIsolation(t *testing.T) {
 			}
 		})
 	}
-	if !testserver.OnNATSEnv() {
-		var l struct {
-			Data []struct {
-				ID     string `json:"id"`
-				IsRead bool   `json:"isRead"`
-			} `json:"data"`
-		}
-		s.MustJSON("GET", "/v1/inboxes/"+inA+"/threads", a.Key, nil, http.StatusOK, &l)
-		for _, th := range l.Data {
-			if th.IsRead {
-				t.Errorf("b marked a's thread %s read", th.ID)
-			}
+	var l struct {
+		Data []struct {
+			ID     string `json:"id"`
+			IsRead bool   `json:"isRead"`
+		} `json:"data"`
+	}
+	s.MustJSON("GET", "/v1/inboxes/"+inA+"/threads", a.Key, nil, http.StatusOK, &l)
+	for _, th := range l.Data {
+		if th.IsRead {
+			t.Errorf("b marked a's thread %s read", th.ID)
 		}
 	}
 }

@@ -45,6 +45,8 @@ type entry struct {
 	typ   string
 	msg   string
 	blobs []int // the message record's parts kept as blobs
+
+	thread string // its thread id (threads.go), "" for none
 }
 
 // index is the node's in-memory index of the event log, built by an
@@ -66,6 +68,7 @@ type index struct {
 	byAcc    map[string][]*entry // log order
 	byInbox  map[string][]*entry // log order
 	threads  map[string]string   // inbox + " " + RFC Message-ID -> thread id
+	byThread map[string]*thread  // thread id -> its events (threads.go)
 	deleted  map[string]struct{} // inbox ids deleted: their late events are dropped
 	states   map[string]stateRec
 	intern   map[string]string
@@ -91,6 +94,7 @@ func newIndex(s *Store) *index {
 		byInbox: map[string][]*entry{}, threads: map[string]string{}, deleted: map[string]struct{}{},
 		states: map[string]stateRec{}, intern: map[string]string{}, payloads: newPayloadCache(64 << 20)}
 	x.cond = sync.NewCond(&x.mu)
+	x.byThread = map[string]*thread{}
 	return x
 }
 
@@ -247,6 +251,7 @@ func (x *index) add(seq uint64, h nats.Header, data []byte) (store.Event, bool) 
 	if rfc := h.Get(hRFCID); rfc != "" {
 		x.threads[e.inbox+" "+rfc] = h.Get(hThread)
 	}
+	x.addThreadLocked(e, h)
 	x.mu.Unlock()
 	if data == nil {
 		return store.Event{}, false
@@ -300,6 +305,7 @@ func (x *index) dropInbox(inboxID string) []string {
 		delete(x.byEvt, e.id)
 		delete(x.byMsg, e.msg)
 		delete(x.states, e.id)
+		delete(x.byThread, e.thread)
 		acc = e.acc
 	}
 	delete(x.byInbox, inboxID)
@@ -328,6 +334,7 @@ func (x *index) sweep(before time.Time) int {
 			delete(x.byEvt, e.id)
 			delete(x.byMsg, e.msg)
 			delete(x.states, e.id)
+			x.sweepThreadLocked(e)
 			i++
 		}
 		if i > 0 {

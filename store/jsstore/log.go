@@ -192,7 +192,10 @@ func (s *Store) appendOne(it *store.Inbound) error {
 	}
 	if len(it.ThreadRefs) > 0 && it.ThreadRefs[0] != "" {
 		em.Header.Set(hRFCID, it.ThreadRefs[0])
+	}
+	if m.ThreadID != "" {
 		em.Header.Set(hThread, m.ThreadID)
+		em.Header.Set(hSubject, subjectHeader(m.Subject)) // threads.go
 	}
 	em.Header.Set(hHeadLen, strconv.Itoa(len(ev.Head)))
 	em.Header.Set(hPayloadLen, strconv.Itoa(len(ev.Head)+len(ev.Tail)))

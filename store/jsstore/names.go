@@ -45,6 +45,13 @@ const (
 	// bucketNodes is the node membership: each node refreshes its key
 	// every nodeBeat; a key idle for nodeTTL is gone.
 	bucketNodes = "MW_NODES"
+	// bucketThreads holds the threads' read marks (threads.go): key the
+	// thread id, value the stream sequence of its last message when it
+	// was marked read; no key: unread. Every node watches it into memory
+	// and catches its watch up to the bucket's last revision before it
+	// answers with read state (a mark made through another node is seen).
+	// Kept for the log's retention.
+	bucketThreads = "MW_THREADS"
 	// bucketBlobs holds record parts too large for one NATS message
 	// (raw bytes, attachments, long bodies), chunked by the object store.
 	bucketBlobs = "MW_BLOBS"

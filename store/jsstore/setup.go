@@ -77,6 +77,10 @@ func (s *Store) setup() error {
 	if s.nodesKV, err = kv(jetstream.KeyValueConfig{Bucket: bucketNodes, Description: "mailwire nodes", TTL: nodeTTL}, false); err != nil {
 		return fmt.Errorf("cannot set up bucket %s: %w", bucketNodes, err)
 	}
+	threadKV, err := kv(jetstream.KeyValueConfig{Bucket: bucketThreads, Description: "mailwire thread read marks", TTL: age}, false)
+	if err != nil {
+		return fmt.Errorf("cannot set up bucket %s: %w", bucketThreads, err)
+	}
 	if s.blobs, err = retry(ctx, func(ctx context.Context) (jetstream.ObjectStore, error) {
 		return s.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: bucketBlobs, Description: "mailwire message parts",
 			TTL: age, Storage: jetstream.FileStorage, Replicas: r})
@@ -96,6 +100,9 @@ func (s *Store) setup() error {
 		return err
 	}
 	if err := s.idx.start(); err != nil {
+		return err
+	}
+	if err := s.openMarks(ctx, threadKV); err != nil {
 		return err
 	}
 	if err := s.startNodes(); err != nil {

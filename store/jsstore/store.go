@@ -50,6 +50,7 @@ type Store struct {
 	dirKV, stateKV  jetstream.KeyValue
 	idemKV, nodesKV jetstream.KeyValue
 	blobs           jetstream.ObjectStore
+	marks           *readMarks // bucketThreads (threads.go)
 
 	maxEventBytes int
 	maxPayload    int
