@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -249,4 +250,19 @@ func asClose(err error, ce **websocket.CloseError) bool {
 
 func jsonID(b []byte, out *struct{ EventID string }) bool {
 	return json.Unmarshal(b, out) == nil && out.EventID != ""
+}
+
+// An account, key or inbox created through one node is usable through
+// another at once (a load balancer sends the next request anywhere): a
+// lookup that misses waits for the directory to catch up.
+func TestDirectoryReadYourWritesAcrossNodes(t *testing.T) {
+	c := startCluster(t, 2)
+	a, b := c.nodes[0], c.nodes[1]
+	for i := range 20 {
+		var acc struct{ ID, APIKey string }
+		a.MustJSON("POST", "/admin/v1/accounts", testserver.AdminToken, map[string]string{"name": fmt.Sprintf("a%d", i)}, http.StatusCreated, &acc)
+		var in struct{ ID string }
+		b.MustJSON("POST", "/v1/inboxes", acc.APIKey, map[string]string{"mailboxName": fmt.Sprintf("box%d", i)}, http.StatusCreated, &in)
+		a.MustJSON("GET", "/v1/inboxes/"+in.ID, acc.APIKey, nil, http.StatusOK, nil)
+	}
 }

@@ -66,6 +66,35 @@ type directory struct {
 	watchWG  sync.WaitGroup
 
 	touching sync.Map // key id -> struct{}: a LastUsedAt write in flight
+
+	// catchUp's single flight: a miss waits for one round trip at most
+	// and shares it with the misses around it.
+	cuMu sync.Mutex
+	cuAt time.Time
+}
+
+// catchUp waits (bounded) until this node's copy holds every directory
+// write made anywhere before it was called. A lookup that misses calls
+// it once, so that an account, key or inbox created through another node
+// a moment ago is found here (read-your-writes across nodes behind a load
+// balancer).
+func (d *directory) catchUp() {
+	start := time.Now()
+	d.cuMu.Lock()
+	defer d.cuMu.Unlock()
+	if d.cuAt.After(start) {
+		return // a catch-up that began after this miss has just ended
+	}
+	ctx, cancel := d.s.opCtx()
+	defer cancel()
+	st, err := d.kv.Status(ctx)
+	if err != nil {
+		return
+	}
+	if b, ok := st.(*jetstream.KeyValueBucketStatus); ok {
+		d.await(b.StreamInfo().State.LastSeq)
+	}
+	d.cuAt = time.Now()
 }
 
 type keyRec struct {
@@ -350,9 +379,17 @@ func (s *Store) newKey(accountID string, now time.Time) (store.APIKey, string, e
 
 // GetAccount implements store.Directory.
 func (s *Store) GetAccount(id string) (store.Account, error) {
-	s.dir.mu.RLock()
-	defer s.dir.mu.RUnlock()
-	a, ok := s.dir.accounts[id]
+	get := func() (store.Account, bool) {
+		s.dir.mu.RLock()
+		defer s.dir.mu.RUnlock()
+		a, ok := s.dir.accounts[id]
+		return a, ok
+	}
+	a, ok := get()
+	if !ok && recent(ids.Account, id) {
+		s.dir.catchUp()
+		a, ok = get()
+	}
 	if !ok {
 		return store.Account{}, store.ErrNotFound
 	}
@@ -470,11 +507,19 @@ func (s *Store) Authenticate(plain string) (store.APIKey, error) {
 		return store.APIKey{}, store.ErrNotFound
 	}
 	h := sha256.Sum256([]byte(plain))
-	s.dir.mu.RLock()
-	id, ok := s.dir.hashes[hex.EncodeToString(h[:])]
-	r, ok2 := s.dir.keys[id]
-	s.dir.mu.RUnlock()
-	if !ok || !ok2 || subtle.ConstantTimeCompare(r.k.Hash, h[:]) != 1 {
+	lookup := func() (keyRec, bool) {
+		s.dir.mu.RLock()
+		defer s.dir.mu.RUnlock()
+		id, ok := s.dir.hashes[hex.EncodeToString(h[:])]
+		r, ok2 := s.dir.keys[id]
+		return r, ok && ok2
+	}
+	r, ok := lookup()
+	if !ok {
+		s.dir.catchUp() // created through another node a moment ago?
+		r, ok = lookup()
+	}
+	if !ok || subtle.ConstantTimeCompare(r.k.Hash, h[:]) != 1 {
 		return store.APIKey{}, store.ErrNotFound
 	}
 	if now := time.Now().UTC(); now.Sub(r.k.LastUsedAt) >= keyUseResolution {
@@ -544,9 +589,17 @@ func (s *Store) CreateInbox(in store.Inbox) (store.Inbox, error) {
 
 // GetInbox implements store.Directory.
 func (s *Store) GetInbox(accountID, id string) (store.Inbox, error) {
-	s.dir.mu.RLock()
-	defer s.dir.mu.RUnlock()
-	in, ok := s.dir.inboxes[id]
+	get := func() (store.Inbox, bool) {
+		s.dir.mu.RLock()
+		defer s.dir.mu.RUnlock()
+		in, ok := s.dir.inboxes[id]
+		return in, ok
+	}
+	in, ok := get()
+	if !ok && recent(ids.Inbox, id) {
+		s.dir.catchUp()
+		in, ok = get()
+	}
 	if !ok || in.AccountID != accountID {
 		return store.Inbox{}, store.ErrNotFound
 	}
@@ -555,9 +608,17 @@ func (s *Store) GetInbox(accountID, id string) (store.Inbox, error) {
 
 // InboxByMailbox implements store.Directory.
 func (s *Store) InboxByMailbox(mailbox string) (store.Inbox, error) {
-	s.dir.mu.RLock()
-	defer s.dir.mu.RUnlock()
-	in, ok := s.dir.inboxes[s.dir.mailboxes[mailbox]]
+	get := func() (store.Inbox, bool) {
+		s.dir.mu.RLock()
+		defer s.dir.mu.RUnlock()
+		in, ok := s.dir.inboxes[s.dir.mailboxes[mailbox]]
+		return in, ok
+	}
+	in, ok := get()
+	if !ok {
+		s.dir.catchUp() // mail for an inbox created through another node a moment ago
+		in, ok = get()
+	}
 	if !ok {
 		return store.Inbox{}, store.ErrNotFound
 	}
