@@ -64,10 +64,6 @@ type conn struct {
 		// pooled buffer; nil while empty, so an idle connection holds
 		// none).
 		out *[]byte
-		// closeAfter: the socket is to be closed once the writer has
-		// handed out everything (the echo of a client's close frame
-		// queued behind a write in progress).
-		closeAfter bool
 		// closing: close began (a close frame was queued, or the socket
 		// is gone). Nothing is written after it but the close frame.
 		closing bool
@@ -227,11 +223,7 @@ func (c *conn) flush() bool {
 		}
 		if b == nil {
 			c.mu.flushing = false
-			closeAfter := c.mu.closeAfter
 			c.mu.Unlock()
-			if closeAfter {
-				_ = c.nbc.Close()
-			}
 			return ok
 		}
 		c.mu.Unlock()
@@ -435,15 +427,10 @@ func (c *conn) onClose(payload []byte) {
 	if c.end(code) {
 		c.mu.Lock()
 		fl := c.queueLocked(appendFrame(nil, opClose, echo))
-		// Behind a write in progress (the 101 of a client that closes at
-		// once), the echo must not be dropped with the socket: the
-		// writer closes it once the echo is out.
-		c.mu.closeAfter = !fl
 		c.mu.Unlock()
-		if !fl {
-			return
+		if fl {
+			c.flush()
 		}
-		c.flush()
 	}
 	_ = c.nbc.Close()
 }
