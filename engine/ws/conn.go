@@ -329,11 +329,6 @@ func (c *conn) pushEvent(evtID string, attempt int, frame []byte, trp **heldPush
 	}
 	r, fl := c.writeLocked(frame)
 	c.mu.Unlock()
-	if r == wrote {
-		// Before the frame can reach the client: its ack may come back
-		// at once and must find the credit.
-		c.addAckCredit()
-	}
 	if fl && !c.flush() {
 		r = failed
 	}

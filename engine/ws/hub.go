@@ -152,7 +152,8 @@ func (h *Hub) Push(ev *store.Event, attempt int, at time.Time, done func(deliver
 				}
 			}
 			if r == pushWritten {
-				sent++ // pushEvent granted the ack credit
+				sent++
+				c.addAckCredit()
 			}
 		}
 		h.m.delivered.Add(sent)

@@ -206,10 +206,10 @@ func (c *conn) replay(from string, f subs.Filter) map[string]int {
 		case pending:
 			attempt = st.Attempts + 1 // this write is the next attempt
 		}
-		c.addAckCredit() // before the client can read the frame and ack it
 		if !c.send(encodeEventFrame(&ev.Event, attempt, now)) {
 			return replayed
 		}
+		c.addAckCredit()
 		replayed[ev.ID] = next
 		h.m.frameOut("replay")
 		h.m.replayed.Inc()
