@@ -95,11 +95,6 @@ const (
 	// heartbeatTickMax is the longest pause between two heartbeat ticks
 	// (each sweeps one hub shard).
 	heartbeatTickMax = 50 * time.Millisecond
-	// outBufSize is the initial size of a connection's out buffer (a
-	// few event frames); outBufMaxKept the largest one returned to the
-	// pool (a replay's buffer may be larger and is dropped).
-	outBufSize    = 4 << 10
-	outBufMaxKept = 64 << 10
 	// hubShards is the number of registry shards (connections are spread
 	// by their nbio fd).
 	hubShards = 64

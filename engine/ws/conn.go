@@ -52,18 +52,6 @@ type conn struct {
 
 	mu struct {
 		sync.Mutex
-		// flushing: a goroutine is the connection's writer: it hands
-		// head, then out, to nbio outside mu until both are empty (see
-		// writeLocked). Frames accepted meanwhile wait in out and go to
-		// the socket together, in one write.
-		flushing bool
-		// head is the writer's own first frame, not copied (nil once
-		// taken, or once moved into out).
-		head []byte
-		// out holds frames accepted behind head, copied, in order (a
-		// pooled buffer; nil while empty, so an idle connection holds
-		// none).
-		out *[]byte
 		// closing: close began (a close frame was queued, or the socket
 		// is gone). Nothing is written after it but the close frame.
 		closing bool
@@ -136,14 +124,9 @@ func (c *conn) close(code int, reason string) {
 	}
 	frame := appendFrame(nil, opClose, closePayload(code, reason))
 	// The close frame may pass MaxPending: it is a few bytes and the
-	// socket goes within closeGrace. It follows the frames accepted
-	// before it.
-	c.mu.Lock()
-	fl := c.queueLocked(frame)
-	c.mu.Unlock()
-	if fl {
-		c.flush()
-	}
+	// socket goes within closeGrace.
+	c.pending.Add(int64(len(frame)))
+	_, _ = c.nbc.Write(frame)
 	_ = c.nbc.SetReadDeadline(time.Now().Add(closeGrace))
 }
 
@@ -163,102 +146,28 @@ const (
 	failed             // nbio refused the write (the socket is going)
 )
 
-// writeLocked accepts b for writing, enforcing the unsent-bytes bound:
-// bytes count as pending from the moment they are accepted until nbio
-// reports them written to the socket, so the bound covers the frames
-// waiting in out as well as nbio's own buffer. Callers hold c.mu, so
-// frames keep their order.
-//
-// When it returns flush, the caller has become the connection's writer
-// and must call c.flush after unlocking c.mu (b is not copied then: it
-// must stay unchanged until flush returns). Otherwise a writer is busy in
-// a write(2) for this connection, and b waits in out for its next one:
-// frames that arrive while one is being written leave in one syscall.
-func (c *conn) writeLocked(b []byte) (r writeResult, flush bool) {
+// writeLocked hands b to nbio, enforcing the unsent-bytes bound. Callers
+// hold c.mu, so frames keep their order.
+func (c *conn) writeLocked(b []byte) writeResult {
 	if c.mu.closing {
-		return closed, false
+		return closed
 	}
 	if c.pending.Load()+int64(c.mu.heldBytes)+int64(len(b)) > int64(c.hub.cfg.MaxPending) {
-		return slow, false
+		return slow
 	}
-	return wrote, c.queueLocked(b)
-}
-
-// queueLocked adds b behind the frames already accepted (no bound, no
-// closing check: the close frame's path) and reports whether the caller
-// must flush.
-func (c *conn) queueLocked(b []byte) bool {
 	c.pending.Add(int64(len(b)))
-	if !c.mu.flushing {
-		c.mu.flushing, c.mu.head = true, b
-		return true
+	if _, err := c.nbc.Write(b); err != nil {
+		return failed
 	}
-	if c.mu.out == nil {
-		c.mu.out = outPool.Get().(*[]byte)
-	}
-	if c.mu.head != nil {
-		// The writer has not taken its frame yet (several frames accepted
-		// under one hold of mu, as endHold does): all go in one write.
-		*c.mu.out = append(*c.mu.out, c.mu.head...)
-		c.mu.head = nil
-	}
-	*c.mu.out = append(*c.mu.out, b...)
-	return false
-}
-
-// flush is the writer's loop: it hands head, then whatever was queued
-// behind it meanwhile, to nbio (which writes at once, or copies the
-// unsent tail and finishes on the poller), until nothing is left. It
-// reports whether nbio took the first write (false: the socket is
-// going).
-func (c *conn) flush() bool {
-	first, ok := true, true
-	for {
-		c.mu.Lock()
-		b, buf := c.mu.head, (*[]byte)(nil)
-		c.mu.head = nil
-		if b == nil && c.mu.out != nil {
-			buf, c.mu.out = c.mu.out, nil
-			b = *buf
-		}
-		if b == nil {
-			c.mu.flushing = false
-			c.mu.Unlock()
-			return ok
-		}
-		c.mu.Unlock()
-		c.hub.m.writes.Inc()
-		_, err := c.nbc.Write(b)
-		if first {
-			first, ok = false, err == nil
-		}
-		if buf != nil {
-			putOut(buf)
-		}
-	}
-}
-
-// outPool recycles the connections' out buffers: a connection holds one
-// only while a write is in progress.
-var outPool = sync.Pool{New: func() any { b := make([]byte, 0, outBufSize); return &b }}
-
-func putOut(b *[]byte) {
-	if cap(*b) > outBufMaxKept {
-		return // a burst's buffer: let it go rather than keep it pooled
-	}
-	*b = (*b)[:0]
-	outPool.Put(b)
+	return wrote
 }
 
 // send writes b (not under c.mu); over the bound the connection is closed
 // as a slow consumer. It reports whether b was accepted.
 func (c *conn) send(b []byte) bool {
 	c.mu.Lock()
-	r, fl := c.writeLocked(b)
+	r := c.writeLocked(b)
 	c.mu.Unlock()
-	if fl && !c.flush() {
-		r = failed
-	}
 	if r == slow {
 		c.slowConsumer()
 	}
@@ -327,11 +236,8 @@ func (c *conn) pushEvent(evtID string, attempt int, frame []byte, trp **heldPush
 			return pushDeduped, acking
 		}
 	}
-	r, fl := c.writeLocked(frame)
+	r := c.writeLocked(frame)
 	c.mu.Unlock()
-	if fl && !c.flush() {
-		r = failed
-	}
 	switch r {
 	case wrote:
 		return pushWritten, acking
@@ -420,12 +326,9 @@ func (c *conn) onClose(payload []byte) {
 	// and reconnects must not meet its own old connection at the cap).
 	// Echo its code and drop the socket: the handshake is complete.
 	if c.end(code) {
-		c.mu.Lock()
-		fl := c.queueLocked(appendFrame(nil, opClose, echo))
-		c.mu.Unlock()
-		if fl {
-			c.flush()
-		}
+		frame := appendFrame(nil, opClose, echo)
+		c.pending.Add(int64(len(frame)))
+		_, _ = c.nbc.Write(frame)
 	}
 	_ = c.nbc.Close()
 }

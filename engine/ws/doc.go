@@ -30,9 +30,7 @@
 //
 // A *Hub is safe for concurrent use. The lock order is written once, in
 // docs/ARCHITECTURE.md ("Lock order"): conn.mu may be held while calling
-// subs.Index methods, never across nbio's Conn.Write (one writer per
-// connection writes outside it; frames that arrive meanwhile join its
-// next write, so a burst to one connection costs one syscall); the hub's registry and
+// subs.Index methods and nbio's Conn.Write; the hub's registry and
 // per-account locks are never held while taking conn.mu; no callback
 // (a held push's done, Backend calls) runs with conn.mu held.
 package ws

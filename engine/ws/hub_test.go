@@ -48,15 +48,9 @@ func (b *gatedBackend) KeyValid(string) (bool, error)      { return true, nil }
 
 // startHub serves a Hub on a real nbhttp engine on 127.0.0.1; every
 // upgrade is authenticated as account "acc".
-func startHub(t testing.TB, b Backend) (*Hub, string) {
+func startHub(t *testing.T, b Backend) (*Hub, string) {
 	t.Helper()
-	return startHubConfig(t, Config{}, b)
-}
-
-// startHubConfig is startHub with a configuration.
-func startHubConfig(t testing.TB, cfg Config, b Backend) (*Hub, string) {
-	t.Helper()
-	h := New(cfg, b)
+	h := New(Config{}, b)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -92,7 +86,7 @@ func startHubConfig(t testing.TB, cfg Config, b Backend) (*Hub, string) {
 	return h, "ws://" + ln.Addr().String() + "/v1/ws"
 }
 
-func dial(t testing.TB, url string) *websocket.Conn {
+func dial(t *testing.T, url string) *websocket.Conn {
 	t.Helper()
 	c, _, err := websocket.DefaultDialer.Dial(url, nil)
 	if err != nil {
@@ -102,7 +96,7 @@ func dial(t testing.TB, url string) *websocket.Conn {
 	return c
 }
 
-func subscribed(t testing.TB, c *websocket.Conn, frame string) {
+func subscribed(t *testing.T, c *websocket.Conn, frame string) {
 	t.Helper()
 	if err := c.WriteMessage(websocket.TextMessage, []byte(frame)); err != nil {
 		t.Fatal(err)

@@ -17,7 +17,6 @@ type wsMetrics struct {
 	replayed  *metrics.Counter
 	slow      *metrics.Counter
 	bytesOut  *metrics.Counter
-	writes    *metrics.Counter
 	framesIn  map[string]*metrics.Counter
 	framesOut map[string]*metrics.Counter
 	closes    map[int]*metrics.Counter
@@ -39,7 +38,6 @@ func newMetrics(s *metrics.Set, h *Hub) *wsMetrics {
 		replayed:  s.NewCounter(promtext.Describe(`mailwire_ws_replayed_events_total`, "Events sent by replays (subscribe with last_event_id).")),
 		slow:      s.NewCounter(promtext.Describe(`mailwire_ws_slow_consumers_total`, "WebSocket connections closed (1008) because their unsent bytes passed --ws-max-pending.")),
 		bytesOut:  s.NewCounter(promtext.Describe(`mailwire_ws_event_bytes_total`, "Bytes of event frames written to WebSocket connections.")),
-		writes:    s.NewCounter(promtext.Describe(`mailwire_ws_socket_writes_total`, "write(2) calls of event frames to WebSocket connections (frames pending for one connection go out in one write).")),
 		framesIn:  map[string]*metrics.Counter{},
 		framesOut: map[string]*metrics.Counter{},
 		closes:    map[int]*metrics.Counter{},

@@ -229,9 +229,8 @@ func (c *conn) replay(from string, f subs.Filter) map[string]int {
 // writes.
 func (c *conn) endHold(replayed map[string]int) {
 	type res struct {
-		tr           *heldPush
-		written      bool
-		replayedHere bool // the replay wrote it: not part of this write
+		tr      *heldPush
+		written bool
 	}
 	acking := c.acking.Load()
 	// A replayed event may be committed (so the scan saw it) but not yet
@@ -263,39 +262,26 @@ func (c *conn) endHold(replayed map[string]int) {
 		c.mu.replayed = nil
 	}
 	results := make([]res, 0, len(held))
-	isSlow, mustFlush := false, false
+	isSlow := false
 	written := 0
 	for _, hf := range held {
 		if _, dup := replayed[hf.evtID]; dup {
-			results = append(results, res{hf.tr, true, true}) // the replay wrote it here
+			results = append(results, res{hf.tr, true}) // the replay wrote it here
 			continue
 		}
 		if isSlow {
-			results = append(results, res{hf.tr, false, false})
+			results = append(results, res{hf.tr, false})
 			continue
 		}
-		r, fl := c.writeLocked(hf.frame)
-		mustFlush = mustFlush || fl
+		r := c.writeLocked(hf.frame)
 		isSlow = r == slow
 		if r == wrote {
 			written++
 			c.addAckCredit()
 		}
-		results = append(results, res{hf.tr, r == wrote, false})
+		results = append(results, res{hf.tr, r == wrote})
 	}
 	c.mu.Unlock()
-	// The held frames accepted here are all in the writer's first write
-	// (head, or head moved into out with the others): if nbio refuses
-	// it, none was written. Frames queued behind another connection
-	// writer's write count as written, as frames nbio buffers do.
-	if mustFlush && !c.flush() {
-		for i := range results {
-			if results[i].written && !results[i].replayedHere {
-				results[i].written = false
-				written--
-			}
-		}
-	}
 	c.hub.m.delivered.Add(written)
 	c.hub.m.frameOutN("event", written)
 	if isSlow {
