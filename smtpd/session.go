@@ -217,7 +217,11 @@ func (s *session) readMessage(r io.Reader) ([]byte, error) {
 				// the reader change.
 				return buf, smtp.ErrDataTooLarge
 			}
-			buf = append(buf, 0)[:len(buf)] // grow
+			// Double (append grows a large slice by 1.25×: 105 MiB
+			// allocated for a 20.5 MiB message against 57 MiB doubling).
+			nb := make([]byte, len(buf), min(limit+1, 2*cap(buf)))
+			copy(nb, buf)
+			buf = nb
 		}
 		for mem != nil && cap(buf) > covered {
 			step := max(dataChunk, cap(buf)-covered)

@@ -35,7 +35,8 @@ import (
 // the process allocated during the call (Pebble's goroutines included), retained-MiB what is
 // still held after it returned and a GC (Pebble keeps a batch above its large-batch threshold
 // as a memtable until it is flushed, and the flush starts at once). peak+flush-MiB is the peak
-// until Pebble's flush and compactions are done with the message. Each message goes into a
+// until Pebble's flush and compactions are done with the message, flush-alloc-MiB what was
+// allocated from the return until then (the flush's and compactions' buffers). Each message goes into a
 // fresh database. The "busy" variants store the message while 16 writers store small messages,
 // so that the group committer has batches to merge it with.
 
@@ -129,7 +130,7 @@ func heapSamples() []metrics.Sample {
 	return []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/gc/heap/allocs:bytes"}}
 }
 
-type memUse struct{ peak, alloc, retained, peakFlush uint64 }
+type memUse struct{ peak, alloc, retained, peakFlush, allocFlush uint64 }
 
 // measureMem runs fn once after a GC, sampling the heap from another goroutine; then, when
 // settled is not nil, it goes on sampling until settled reports true (peakFlush).
@@ -165,11 +166,11 @@ func measureMem(fn func(), settled func() bool) memUse {
 	}
 	close(stop)
 	wg.Wait()
-	v, _ = heapNow(s)
+	v, alloc2 := heapNow(s)
 	peak = max(peak, v, callPeak)
 	runtime.GC()
 	after, _ := heapNow(s)
-	u := memUse{peak: callPeak - min(callPeak, base), alloc: alloc1 - alloc0, peakFlush: peak - min(peak, base)}
+	u := memUse{peak: callPeak - min(callPeak, base), alloc: alloc1 - alloc0, peakFlush: peak - min(peak, base), allocFlush: alloc2 - alloc1}
 	if after > base {
 		u.retained = after - base
 	}
@@ -249,6 +250,7 @@ func BenchmarkStoreInboundMem(b *testing.B) {
 					sum.alloc += u.alloc
 					sum.retained += u.retained
 					sum.peakFlush += u.peakFlush
+					sum.allocFlush += u.allocFlush
 					_ = db.Close()
 					_ = os.RemoveAll(dir)
 				}
@@ -260,6 +262,7 @@ func BenchmarkStoreInboundMem(b *testing.B) {
 				b.ReportMetric(float64(sum.alloc)/n/mib, "alloc-MiB")
 				b.ReportMetric(float64(sum.retained)/n/mib, "retained-MiB")
 				b.ReportMetric(float64(sum.peakFlush)/n/mib, "peak+flush-MiB")
+				b.ReportMetric(float64(sum.allocFlush)/n/mib, "flush-alloc-MiB")
 				b.ReportMetric(float64(elapsed.Milliseconds())/n, "ms/store")
 			})
 		}

@@ -192,7 +192,7 @@ func (d *DB) DeleteInbox(accountID, id string) ([]string, error) {
 			return false
 		}
 		_ = b.Delete(key2(pMessage, msgID), nil)
-		_ = b.Delete(key2(pRaw, msgID), nil)
+		deleteValue(b, key2(pRaw, msgID))
 		ap := prefixKey(pAttachment + msgID)
 		_ = b.DeleteRange(ap, prefixEnd(ap), nil)
 		return true

@@ -110,9 +110,9 @@ func (d *DB) StoreInbound(items []Inbound) error {
 			m := &it.Message
 			recs[i] = newMessageRecord(m, direct)
 			size += batchRecordBytes(len(pMessage)+len(m.ID), recs[i].size())
-			size += batchRecordBytes(len(pRaw)+len(m.ID), len(it.Raw))
+			size += valueRecordBytes(len(pRaw)+len(m.ID), len(it.Raw))
 			for j, a := range m.Attachments {
-				size += batchRecordBytes(len(pAttachment)+len(m.ID)+1+len(a.Filename), len(it.Attachments[j]))
+				size += valueRecordBytes(len(pAttachment)+len(m.ID)+1+len(a.Filename), len(it.Attachments[j]))
 			}
 			size += threadKeysBytes(m, it.NewThread)
 			for _, ref := range it.ThreadRefs {
@@ -139,9 +139,9 @@ func (d *DB) StoreInbound(items []Inbound) error {
 				_ = b.Set(key(pIdempotency+m.InboxID, it.IdempotencyKey), it.Reply, nil)
 			}
 			ok = recs[i].set(b, key2(pMessage, m.ID))
-			_ = b.Set(key2(pRaw, m.ID), it.Raw, nil)
+			putValue(b, key2(pRaw, m.ID), it.Raw)
 			for j, a := range m.Attachments {
-				_ = b.Set(key(pAttachment+m.ID, a.Filename), it.Attachments[j], nil)
+				putValue(b, key(pAttachment+m.ID, a.Filename), it.Attachments[j])
 			}
 		}
 		if ok {
@@ -204,7 +204,7 @@ func (d *DB) GetRaw(accountID, id string) ([]byte, error) {
 	if _, err := d.GetMessage(accountID, id); err != nil {
 		return nil, err
 	}
-	return d.getRaw(key2(pRaw, id))
+	return d.getValue(key2(pRaw, id))
 }
 
 // GetAttachment returns an attachment's metadata and bytes.
@@ -215,7 +215,7 @@ func (d *DB) GetAttachment(accountID, msgID, filename string) (AttachmentMeta, [
 	}
 	for _, a := range m.Attachments {
 		if a.Filename == filename {
-			data, err := d.getRaw(key(pAttachment+msgID, filename))
+			data, err := d.getValue(key(pAttachment+msgID, filename))
 			return a, data, err
 		}
 	}

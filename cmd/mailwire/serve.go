@@ -275,6 +275,11 @@ func serve(args []string) error {
 	log := newLogger(c.LogLevel, c.LogFormat)
 	slog.SetDefault(log)
 	engine.RouteNBIOLogs(log)
+	mem := int64(c.IngestMemory)
+	if mem <= 0 {
+		mem = limits.DefaultIngestMemory(c.MaxMessageSize)
+	}
+	log.Info("Go memory limit", "bytes", limits.SetGoMemoryLimit(mem), "from_env", os.Getenv("GOMEMLIMIT") != "")
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

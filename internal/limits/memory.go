@@ -3,6 +3,7 @@ package limits
 import (
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -154,9 +155,14 @@ func (m *Memory) refuse(n int64, what string) {
 }
 
 // IngestCopies is how many times a message's size it holds against the
-// budget: its bytes and their parsed form are alive at once while it is
-// stored (measured, docs/OPERATIONS.md).
-const IngestCopies = 2
+// budget: what is live at once while it is stored is its raw bytes (1×),
+// their parsed form (the decoded attachments or body text, up to 1×) and
+// the Pebble batch holding both again (up to 2×): 3.5× measured for a
+// 20 MiB message with a 15 MiB attachment, 4× for a 20 MiB text body.
+// Garbage the collector has not reclaimed yet comes on top; the Go memory
+// limit (SetGoMemoryLimit) bounds it (docs/OPERATIONS.md, "Resource
+// budgets", and docs/BENCHMARKS.md, "Memory per in-flight message").
+const IngestCopies = 4
 
 // MessageCost is the reservation for a message (or request body) of n
 // bytes.
@@ -187,4 +193,27 @@ func memoryAvailable() int64 {
 		}
 	}
 	return total
+}
+
+// GoMemoryHeadroom is what SetGoMemoryLimit allows the Go heap beyond the
+// ingest budget: connections, caches of small objects, the event log's
+// buffers (the base heap of an idle node is about 10 MiB).
+const GoMemoryHeadroom = 256 << 20
+
+// SetGoMemoryLimit sets the Go runtime's soft memory limit to the ingest
+// budget plus GoMemoryHeadroom, unless GOMEMLIMIT is set, and returns
+// the limit in force (math.MaxInt64: none). With GOGC alone the heap may
+// grow to twice what is live before a collection, so a burst of large
+// messages leaves their garbage (dropped read buffers, Pebble's flush
+// buffers) in RSS; near this limit the collector runs sooner instead.
+// It is soft: a live heap past it is not refused, only collected more
+// often. Pebble's memtables and block cache are allocated outside the
+// Go heap and are not counted.
+func SetGoMemoryLimit(budget int64) int64 {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return debug.SetMemoryLimit(-1)
+	}
+	lim := budget + GoMemoryHeadroom
+	debug.SetMemoryLimit(lim)
+	return lim
 }
