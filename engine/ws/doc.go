@@ -13,8 +13,9 @@
 //
 // # What it needs from the rest of the server
 //
-// The package imports no storage and no delivery code: everything it needs
-// is the narrow [Backend] interface (inbox ownership, known events, replay,
+// The package calls no storage and no delivery code (it uses their types,
+// store.Event and delivery.PushResult, only): everything it needs is the
+// narrow [Backend] interface (inbox ownership, known events, replay,
 // acks and replay settling, key validity), and it offers [Hub.Push] to the
 // dispatcher (delivery.Pusher).
 //
