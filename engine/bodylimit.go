@@ -68,6 +68,9 @@ type limitProcessor struct {
 	// complete within headTimeout; headSeen tells it one was.
 	firstHead *time.Timer
 	headSeen  atomic.Bool
+	// edge is the connection's entry in Server.conns: the first head
+	// marks it proven (no longer evicted to make room).
+	edge *edgeConn
 
 	// reserved is the request's share of the message memory budget,
 	// released (once) after its handler ran or when the connection goes.
@@ -199,6 +202,7 @@ func (p *limitProcessor) OnContentLength(parser *nbhttp.Parser, n int) {
 	p.phase = phaseBody
 	if !p.headSeen.Swap(true) {
 		p.firstHead.Stop()
+		p.s.conns.proven(p.edge)
 	}
 	switch {
 	case p.headSize+2 > maxHeaderBytes: // + the empty line

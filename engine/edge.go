@@ -39,7 +39,9 @@ func (l *edgeListener) Accept() (net.Conn, error) {
 		}
 		backoff = 0
 		key := limits.ClientKey(c.RemoteAddr())
-		if ok, _ := l.s.deps.Limits.HTTP.Admit(key); !ok {
+		// A full budget closes the oldest connection that has not sent a
+		// request yet (edgeConns) before this one is refused.
+		if ok, _ := l.s.deps.Limits.HTTP.AdmitEvicting(key, l.s.conns.evict); !ok {
 			if tc, ok := c.(*net.TCPConn); ok {
 				_ = tc.SetLinger(0) // reset: no TIME_WAIT for a refused peer
 			}
@@ -72,6 +74,7 @@ func (s *Server) onOpen(c *nbio.Conn) {
 		return
 	}
 	g := &limitProcessor{Processor: p.Processor, s: s, parser: p}
+	g.edge = s.conns.opened(c, limits.ClientKey(c.RemoteAddr()))
 	p.Processor = g
 	g.firstHead = time.AfterFunc(s.cfg.HeadTimeout, func() {
 		if !g.headSeen.Load() {
@@ -84,8 +87,9 @@ func (s *Server) onOpen(c *nbio.Conn) {
 // onClose is nbhttp's close callback for every connection the listener
 // returned.
 func (s *Server) onClose(c net.Conn, _ error) {
-	s.deps.Limits.HTTP.Release(limits.ClientKey(c.RemoteAddr()))
-	if nbc := nbioConn(c); nbc != nil {
+	nbc := nbioConn(c)
+	s.conns.closed(nbc, limits.ClientKey(c.RemoteAddr()))
+	if nbc != nil {
 		if p, ok := nbc.Session().(*nbhttp.Parser); ok {
 			if g, ok := p.Processor.(*limitProcessor); ok {
 				g.closed()

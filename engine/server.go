@@ -148,6 +148,7 @@ type Server struct {
 
 	nb        *nbhttp.Engine
 	acceptLog limits.RateLog
+	conns     edgeConns // budget slots and unproven connections (unproven.go)
 	pool      *workPool
 	router    *router
 	hub       *ws.Hub
@@ -188,6 +189,7 @@ func New(cfg Config, deps Deps) *Server {
 	})
 	s.throttle = newAuthThrottle(cfg.AuthFailureBurst, cfg.AuthFailureWindow, s.log)
 	s.acceptLog = limits.RateLog{Log: s.log, Every: 5 * time.Second}
+	s.conns.init(s)
 	s.puller = newPuller(s, pull.Config{MaxPerAccount: cfg.PullMaxHeldPerAccount, MaxTotal: cfg.PullMaxHeld})
 	deps.DB.OnStored(s.puller.hub.Stored)
 	s.router = s.routes()

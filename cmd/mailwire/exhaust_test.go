@@ -342,3 +342,95 @@ func TestDescriptorBudget(t *testing.T) {
 		t.Fatalf("%d log lines", lines)
 	}
 }
+
+// TestDescriptorBudgetEvictsIdleConnections: idle sockets from several
+// addresses (each under the per-address cap) fill the descriptor budget;
+// an authenticated client from another address, on a new connection for
+// every request, is still served, because the oldest connections that
+// never sent a request are closed to make room for it (before, it was
+// reset at accept until the head deadline dropped them).
+func TestDescriptorBudgetEvictsIdleConnections(t *testing.T) {
+	prlimit := testserver.Tool(t, "/usr/bin/prlimit", "util-linux")
+	n := runNode(t, []string{prlimit, "--nofile=1024:1024"}, "--data-dir", filepath.Join(t.TempDir(), "data"),
+		"--http-addr", "127.0.0.1:0", "--smtp-addr", "", "--admin-token", "tok", "--log-level", "info")
+	key, inbox := n.setup("tok")
+	host := strings.TrimPrefix(n.base, "http://")
+	gauge := func(m []byte, name string) int {
+		v := regexp.MustCompile(`(?m)^` + name + ` (\d+)`).FindSubmatch(m)
+		if v == nil {
+			return -1
+		}
+		i, _ := strconv.Atoi(string(v[1]))
+		return i
+	}
+	code, m, _ := n.do("GET", "/metrics", "", nil, "")
+	budget := gauge(m, "mailwire_fd_client_budget")
+	if code != 200 || budget <= 0 {
+		t.Fatalf("metrics: %d, budget %d", code, budget)
+	}
+
+	var idle []net.Conn
+	var mu sync.Mutex
+	defer func() {
+		for _, c := range idle {
+			c.Close()
+		}
+	}()
+	var wg sync.WaitGroup
+	for a := 2; a <= 6; a++ {
+		for i := 0; i < 220; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(a))}, Timeout: 5 * time.Second}
+				if c, err := d.Dial("tcp", host); err == nil {
+					mu.Lock()
+					idle = append(idle, c)
+					mu.Unlock()
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	// The budget is full of idle sockets: the server counts as many as
+	// it may hold (or, without eviction, refuses the request asking).
+	fresh := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	for {
+		resp, err := fresh.Get(n.base + "/metrics")
+		if err != nil {
+			break
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if gauge(b, "mailwire_client_connections") >= budget {
+			break
+		}
+	}
+
+	text := strings.Repeat("x", 64<<10)
+	for i := 0; i < 40; i++ {
+		b, _ := json.Marshal(map[string]string{"from": "a@example.com", "subject": "s", "text": text})
+		req, _ := http.NewRequest("POST", n.base+"/v1/inboxes/"+inbox+"/inbound", bytes.NewReader(b))
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := fresh.Do(req)
+		if err != nil {
+			t.Fatalf("inbound %d on a new connection while %d idle sockets fill the budget of %d: %v", i, len(idle), budget, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 202 {
+			t.Fatalf("inbound %d: %d %.200s", i, resp.StatusCode, body)
+		}
+	}
+	code, m, _ = n.do("GET", "/metrics", "", nil, "")
+	if code != 200 || !regexp.MustCompile(`mailwire_connections_evicted_total\{reason="unproven"\} [1-9]`).Match(m) {
+		t.Fatalf("metrics: %d, no evictions:\n%s", code, m)
+	}
+	if n.cmd.ProcessState != nil {
+		t.Fatalf("the node exited: %s", n.logs.String())
+	}
+	if lines := len(strings.Split(n.logs.String(), "\n")); lines > 200 {
+		t.Fatalf("%d log lines", lines)
+	}
+}

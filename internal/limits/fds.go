@@ -23,6 +23,7 @@ type Descriptors struct {
 	limit, reserve, budget int64
 	open                   atomic.Int64
 	refused                map[string]*metrics.Counter
+	evicted                *metrics.Counter
 	rl                     RateLog
 }
 
@@ -59,6 +60,8 @@ func NewDescriptors(reserve int64, set *metrics.Set, log *slog.Logger) *Descript
 	for _, r := range []string{RefusedBudget, RefusedPerIP} {
 		d.refused[r] = set.NewCounter(`mailwire_connections_refused_total{reason="` + r + `"}`)
 	}
+	promtext.Describe("mailwire_connections_evicted_total", "Connections closed to make room for a new one in a full descriptor budget, by reason (unproven: the oldest that had not yet sent a complete request head).")
+	d.evicted = set.NewCounter(`mailwire_connections_evicted_total{reason="unproven"}`)
 	return d
 }
 
@@ -131,23 +134,52 @@ func ClientKey(a net.Addr) netip.Addr {
 // Admit counts a new connection from key, or refuses it (with the reason).
 // A nil Gate admits everything.
 func (g *Gate) Admit(key netip.Addr) (ok bool, reason string) {
+	return g.AdmitEvicting(key, nil)
+}
+
+// AdmitEvicting is Admit, except that when the descriptor budget is full
+// it calls evict (without the gate's lock held) to make room, and tries
+// again while evict reports that it freed a slot (evict closes a
+// connection and gives its slot back with Evicted). The connection is
+// refused when evict is nil or has nothing left to close.
+func (g *Gate) AdmitEvicting(key netip.Addr, evict func() bool) (ok bool, reason string) {
 	if g == nil {
 		return true, ""
 	}
 	g.mu.Lock()
-	if g.perIP > 0 && g.byIP[key] >= g.perIP {
+	for {
+		if g.perIP > 0 && g.byIP[key] >= g.perIP {
+			g.mu.Unlock()
+			g.fds.refuse(RefusedPerIP, g.edge, key)
+			return false, RefusedPerIP
+		}
+		if g.fds.tryOpen() {
+			break
+		}
 		g.mu.Unlock()
-		g.fds.refuse(RefusedPerIP, g.edge, key)
-		return false, RefusedPerIP
-	}
-	if !g.fds.tryOpen() {
-		g.mu.Unlock()
-		g.fds.refuse(RefusedBudget, g.edge, key)
-		return false, RefusedBudget
+		if evict == nil || !evict() {
+			g.fds.refuse(RefusedBudget, g.edge, key)
+			return false, RefusedBudget
+		}
+		g.mu.Lock()
 	}
 	g.byIP[key]++
 	g.mu.Unlock()
 	return true, ""
+}
+
+// Evicted gives back the slot of a connection from key that was closed to
+// make room (AdmitEvicting's evict), counts it and logs it (at most every
+// 5 s). It stands for Release: the caller releases each connection once,
+// with one or the other.
+func (g *Gate) Evicted(key netip.Addr) {
+	if g == nil {
+		return
+	}
+	g.Release(key)
+	g.fds.evicted.Inc()
+	g.fds.rl.Warn("connection closed to make room: descriptor budget full, it had not sent a request", "edge", g.edge,
+		"remote", key.String(), "open", g.fds.open.Load(), "budget", g.fds.budget)
 }
 
 // Release gives back a connection Admit counted.
