@@ -317,8 +317,8 @@ func (s *Server) getEvent(w http.ResponseWriter, r *req) error {
 		atts = append(atts, viewAttempt(a))
 	}
 	attempt, at := max(1, st.Attempts), ev.OccurredAt()
-	if st.LastAt != 0 {
-		at = time.UnixMilli(st.LastAt)
+	if st.LastAt != 0 && st.Attempts > 0 {
+		at = time.UnixMilli(st.LastAt) // the last attempt's; before any, when it occurred
 	}
 	payload := ev.AppendPayload(nil, attempt, at)
 	return writeJSON(w, http.StatusOK, map[string]any{
