@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/mailwire/mailwire/internal/app"
-	"github.com/mailwire/mailwire/internal/testserver"
 )
 
 // rawGet sends GET url with the key and headers over a transport that does
@@ -134,9 +133,6 @@ func TestOpenAPIServed(t *testing.T) {
 // answers; without it they stay relative.
 func TestPublicURLMakesAttachmentURLsAbsolute(t *testing.T) {
 	t.Parallel()
-	if testserver.OnNATSEnv() {
-		t.Skip("--public-url is Pebble-only for now (refused with --nats-url)")
-	}
 	for _, base := range []string{"", "https://mail.example.com"} {
 		s := startAPI(t, func(c *app.Config) { c.PublicURL = base + "/" })
 		if base == "" {

@@ -203,7 +203,6 @@ func (c *serveConfig) validate() error {
 		pu, err := url.Parse(c.PublicURL)
 		check(err == nil && (pu.Scheme == "http" || pu.Scheme == "https") && pu.Host != "" && pu.User == nil && pu.RawQuery == "" && pu.Fragment == "",
 			"--public-url %q is not an http(s) base URL (https://mail.example.com)", c.PublicURL)
-		check(c.NATSURL == "", "--public-url is not supported with --nats-url yet (cluster events keep relative attachment URLs)")
 	}
 	if len(p) > 0 {
 		return errors.New("invalid configuration:\n  " + strings.Join(p, "\n  "))

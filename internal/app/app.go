@@ -259,7 +259,7 @@ func (a *App) watchDisk() {
 func openStore(cfg Config, lim engine.Limits, log *slog.Logger) (store.Store, *jsstore.Store, bool, error) {
 	if cfg.NATS.URL != "" {
 		js, err := jsstore.Open(jsstore.Options{URL: cfg.NATS.URL, Node: cfg.NATS.Node, Replicas: cfg.NATS.Replicas,
-			CredsFile: cfg.NATS.CredsFile, TLSCA: cfg.NATS.TLSCA, MaxEventBytes: cfg.MaxEventBytes,
+			CredsFile: cfg.NATS.CredsFile, TLSCA: cfg.NATS.TLSCA, MaxEventBytes: cfg.MaxEventBytes, PublicURL: cfg.PublicURL,
 			Retention: max(cfg.Retention, cfg.FailedRetention), Logger: log})
 		if err != nil {
 			return nil, nil, false, err

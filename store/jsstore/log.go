@@ -118,7 +118,7 @@ func (s *Store) publish(ctx context.Context, m *nats.Msg, id string) (*jetstream
 
 // RenderEvent implements store.EventLog.
 func (s *Store) RenderEvent(evtID string, m *store.Message) (head, tail []byte) {
-	return store.RenderMessageEvent(evtID, m, s.maxEventBytes)
+	return store.RenderMessageEventAt(evtID, m, s.maxEventBytes, strings.TrimSuffix(s.opts.PublicURL, "/"))
 }
 
 // Append implements store.EventLog: per item, its blobs (object store),

@@ -31,6 +31,9 @@ type Options struct {
 	CredsFile, TLSCA string
 	// MaxEventBytes is --max-event-bytes (0: store.DefaultMaxEventBytes).
 	MaxEventBytes int
+	// PublicURL is --public-url: the base of absolute attachment URLs in
+	// events ("" keeps them relative).
+	PublicURL string
 	// Retention bounds how long the log keeps events and messages: the
 	// streams' max age (the longer of --retention and --failed-retention).
 	Retention time.Duration
