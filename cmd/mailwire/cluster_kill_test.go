@@ -31,9 +31,17 @@ type clusterNode struct {
 // replicas) and waits until it serves HTTP.
 func startClusterNode(t *testing.T, bin, natsURL, name string, extra ...string) *clusterNode {
 	t.Helper()
-	args := append([]string{"serve", "--nats-url", natsURL, "--nats-replicas", "3", "--node-name", name,
-		"--data-dir", t.TempDir(), "--http-addr", "127.0.0.1:0", "--smtp-addr", "",
-		"--admin-token", "tok", "--webhook-allow-private", "--log-level", "info"}, extra...)
+	return startServe(t, bin, name, append([]string{"--nats-url", natsURL, "--nats-replicas", "3", "--node-name", name,
+		"--data-dir", t.TempDir()}, extra...)...)
+}
+
+// startServe runs `mailwire serve` on a free HTTP port, without SMTP, with
+// admin token "tok", plus args, and waits until it serves HTTP; it is
+// stopped (SIGTERM) when the test ends unless it was killed before.
+func startServe(t *testing.T, bin, name string, args ...string) *clusterNode {
+	t.Helper()
+	args = append([]string{"serve", "--http-addr", "127.0.0.1:0", "--smtp-addr", "",
+		"--admin-token", "tok", "--webhook-allow-private", "--log-level", "info"}, args...)
 	cmd := exec.Command(bin, args...)
 	cmd.Env = cleanEnv()
 	stderr, err := cmd.StderrPipe()

@@ -1,16 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,61 +30,17 @@ func TestKill9UnderLoadLosesNothing(t *testing.T) {
 	// all events are pending when the process dies.
 	sched := "0s" + strings.Repeat(",200ms", 40)
 	start := func() (*exec.Cmd, string) {
-		t.Helper()
-		cmd := exec.Command(bin, "serve", "--data-dir", dataDir, "--http-addr", "127.0.0.1:0", "--smtp-addr", "",
-			"--admin-token", "tok", "--webhook-allow-private", "--retry-schedule", sched, "--log-level", "info")
-		cmd.Env = cleanEnv()
-		stderr, _ := cmd.StderrPipe()
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		addr := make(chan string, 1)
-		go func() {
-			re := regexp.MustCompile(`msg="serving HTTP and WebSockets".* addr=(\S+)`)
-			sc := bufio.NewScanner(stderr)
-			for sc.Scan() {
-				if m := re.FindStringSubmatch(sc.Text()); m != nil {
-					addr <- m[1]
-				}
-			}
-			_, _ = io.Copy(io.Discard, stderr)
-		}()
-		select {
-		case a := <-addr:
-			return cmd, "http://" + a
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			t.Fatal("the server did not start")
-		}
-		return nil, ""
-	}
-	call := func(base, method, path, key string, body any, out any) int {
-		var rd io.Reader
-		if body != nil {
-			b, _ := json.Marshal(body)
-			rd = bytes.NewReader(b)
-		}
-		req, _ := http.NewRequest(method, base+path, rd)
-		req.Header.Set("Authorization", "Bearer "+key)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return 0
-		}
-		defer resp.Body.Close()
-		if out != nil {
-			_ = json.NewDecoder(resp.Body).Decode(out)
-		}
-		return resp.StatusCode
+		n := startServe(t, bin, "single", "--data-dir", dataDir, "--retry-schedule", sched)
+		return n.cmd, n.base
 	}
 
 	cmd, base := start()
 	var acc struct{ ID, APIKey string }
-	if code := call(base, "POST", "/admin/v1/accounts", "tok", map[string]string{"name": "k9"}, &acc); code != 201 {
+	if code := nodeCall(base, "POST", "/admin/v1/accounts", "tok", map[string]string{"name": "k9"}, &acc); code != 201 {
 		t.Fatalf("create account: %d", code)
 	}
 	var inbox struct{ ID string }
-	if code := call(base, "POST", "/v1/inboxes", acc.APIKey, map[string]string{"mailboxName": "agent"}, &inbox); code != 201 {
+	if code := nodeCall(base, "POST", "/v1/inboxes", acc.APIKey, map[string]string{"mailboxName": "agent"}, &inbox); code != 201 {
 		t.Fatalf("create inbox: %d", code)
 	}
 
@@ -151,12 +104,12 @@ func TestKill9UnderLoadLosesNothing(t *testing.T) {
 	}
 	go func() { _ = rc.Serve(ln) }()
 	defer rc.Close()
-	if code := call(base, "PUT", "/v1/webhook", acc.APIKey, map[string]string{"url": "http://" + ln.Addr().String() + "/hook"}, nil); code != 200 {
+	if code := nodeCall(base, "PUT", "/v1/webhook", acc.APIKey, map[string]string{"url": "http://" + ln.Addr().String() + "/hook"}, nil); code != 200 {
 		t.Fatalf("set webhook: %d", code)
 	}
 	for _, id := range ids {
 		var ev struct{ Status string }
-		if code := call(base, "GET", "/v1/events/"+id, acc.APIKey, nil, &ev); code != 200 {
+		if code := nodeCall(base, "GET", "/v1/events/"+id, acc.APIKey, nil, &ev); code != 200 {
 			t.Fatalf("acknowledged event %s lost after SIGKILL (status %d)", id, code)
 		}
 	}
