@@ -40,6 +40,7 @@ var replyTooLarge = reply(552, smtp.EnhancedCode{5, 3, 4}, "Maximum message size
 var (
 	replyNotMessage      = reply(554, smtp.EnhancedCode{5, 6, 0}, "Not a mail message: the data must start with a header section")
 	replyStorage         = reply(451, smtp.EnhancedCode{4, 3, 0}, "Cannot store the message now; nothing was stored, try again later")
+	replyUnconfirmed     = reply(451, smtp.EnhancedCode{4, 3, 0}, "Cannot confirm the message was stored; try again later (it may be delivered twice)")
 	replyLookup          = reply(451, smtp.EnhancedCode{4, 3, 0}, "Cannot look up the recipient now; try again later")
 	replyDataTimeout     = reply(421, smtp.EnhancedCode{4, 4, 2}, "Timeout reading the message; nothing was stored, closing connection")
 	replyDataLineTooLong = reply(500, smtp.EnhancedCode{5, 4, 0}, "Line longer than %d bytes; nothing was stored, closing connection", maxLineLength)

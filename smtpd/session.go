@@ -293,6 +293,10 @@ func (s *session) deliverFailed(err error, size int) error {
 		s.srv.m.reject(reasonDiskFull)
 		s.srv.log.Warn("message refused: the store is read-only (disk full)", "remote", s.remote, "size", size)
 		return replyDiskFull
+	case errors.Is(err, store.ErrUnconfirmed):
+		s.srv.m.reject(reasonUnavailable)
+		s.srv.log.Warn("message refused: the store did not confirm the write (it may have been stored); answered 451", "remote", s.remote, "size", size, "error", err)
+		return replyUnconfirmed
 	case errors.Is(err, store.ErrUnavailable):
 		s.srv.m.reject(reasonUnavailable)
 		s.srv.log.Warn("message refused: storage unavailable (the cluster cannot reach NATS); answered 451", "remote", s.remote, "size", size)

@@ -33,6 +33,11 @@ var (
 	// cluster store whose NATS is unreachable); nothing was acknowledged,
 	// the client retries later.
 	ErrUnavailable = errors.New("the store is unavailable")
+	// ErrUnconfirmed comes with ErrUnavailable when a write was sent but
+	// its confirmation never came (a cluster store whose NATS server went
+	// away mid-write and whose retries ran out): it may have been stored.
+	// A client that retries may see it twice, never zero times.
+	ErrUnconfirmed = errors.New("the write may have been stored but was not confirmed")
 )
 
 // Options configure Open. The zero value of every field has a documented

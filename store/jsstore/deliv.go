@@ -399,13 +399,10 @@ func (s *Store) schedule(accountID, evtID string, atMs int64) error {
 	m.Header.Set(hDue, strconv.FormatInt(atMs, 10))
 	ctx, cancel := s.opCtx()
 	defer cancel()
-	t0 := time.Now()
-	if _, err := s.js.PublishMsg(ctx, m, jetstream.WithRetryAttempts(20), jetstream.WithRetryWait(250*time.Millisecond)); err != nil {
-		s.m.pubErrors.Inc()
-		return s.unavailable("schedule an attempt", err)
-	}
-	s.m.publish.UpdateDuration(t0)
-	return nil
+	// A schedule replaces the event's last one (one per subject), so a
+	// try sent twice is harmless.
+	_, err := s.publish(ctx, m, "")
+	return err
 }
 
 // Ready implements store.EventLog: a fresh lease is ready as it comes;

@@ -102,18 +102,50 @@ func decodeRecord(rec []byte) ([]recordPart, error) {
 }
 
 // publish stores one record durably (the PubAck with the stream's
-// replicas), retrying through leader changes; Nats-Msg-Id makes a retry
-// of a publish that did land a no-op.
+// replicas), retrying through leader changes and lost servers until ctx
+// ends. Each try waits at most publishAttemptTimeout for its ack: a
+// publish whose server went away (its ack lost, the record maybe stored
+// by the stream's new leader) is sent again with the same Nats-Msg-Id,
+// which the stream answers as a duplicate of the stored one. So a lost
+// ack becomes an acknowledgement, not a refusal of something stored.
+// With no id, the record must be one whose second copy replaces the
+// first (one message per subject).
 func (s *Store) publish(ctx context.Context, m *nats.Msg, id string) (*jetstream.PubAck, error) {
 	t0 := time.Now()
-	ack, err := s.js.PublishMsg(ctx, m, jetstream.WithMsgID(id),
-		jetstream.WithRetryAttempts(20), jetstream.WithRetryWait(250*time.Millisecond))
-	if err != nil {
-		s.m.pubErrors.Inc()
-		return nil, s.unavailable("store "+m.Subject, err)
+	for try := 0; ; try++ {
+		opts := []jetstream.PublishOpt{jetstream.WithRetryAttempts(20), jetstream.WithRetryWait(250 * time.Millisecond)}
+		if id != "" {
+			opts = append(opts, jetstream.WithMsgID(id))
+		}
+		actx, cancel := context.WithTimeout(ctx, publishAttemptTimeout)
+		ack, err := s.js.PublishMsg(actx, m, opts...)
+		cancel()
+		if err == nil {
+			s.m.publish.UpdateDuration(t0)
+			return ack, nil
+		}
+		if !retryablePublish(err) {
+			s.m.pubErrors.Inc()
+			return nil, s.unavailable("store "+m.Subject, err)
+		}
+		if ctx.Err() != nil {
+			s.m.pubErrors.Inc()
+			return nil, fmt.Errorf("%w (%w): cannot store %s: %v", store.ErrUnavailable, store.ErrUnconfirmed, m.Subject, err)
+		}
+		s.m.pubRetries.Inc()
+		select {
+		case <-ctx.Done():
+		case <-time.After(min(time.Duration(try+1)*100*time.Millisecond, time.Second)):
+		}
 	}
-	s.m.publish.UpdateDuration(t0)
-	return ack, nil
+}
+
+// retryablePublish reports whether a failed publish may succeed if sent
+// again: anything but an answer from JetStream itself (a stream limit,
+// a wrong subject), which would be the same the next time.
+func retryablePublish(err error) bool {
+	var apiErr *jetstream.APIError
+	return !errors.As(err, &apiErr)
 }
 
 // RenderEvent implements store.EventLog.

@@ -104,9 +104,14 @@ const (
 	// fetchBatch is how many leases one pull asks for.
 	fetchBatch = 256
 	// publishTimeout bounds one publish (with its retries); past it the
-	// write is reported unavailable (it may still have been stored: the
-	// client's retry is deduplicated by Msg-Id).
+	// write is reported unavailable and unconfirmed (it may still have
+	// been stored; the client's retry may store it a second time).
 	publishTimeout = 10 * time.Second
+	// publishAttemptTimeout bounds one try of a publish within
+	// publishTimeout: long enough for a stream's replicas to agree under
+	// load, short enough that a try sent to a server that died is sent
+	// again while the client still waits.
+	publishAttemptTimeout = 2 * time.Second
 	// reportWait bounds how long a node waits for its fan-out to reach an
 	// event before it answers a report, and how long the owner waits for
 	// the answers.

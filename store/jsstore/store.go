@@ -261,6 +261,7 @@ type storeMetrics struct {
 	publish    *metrics.PrometheusHistogram
 	reconnects *metrics.Counter
 	pubErrors  *metrics.Counter
+	pubRetries *metrics.Counter
 	stored     *metrics.Counter
 }
 
@@ -271,6 +272,7 @@ func newStoreMetrics(s *Store) *storeMetrics {
 		publish:    set.NewPrometheusHistogramExt(promtext.Describe("mailwire_nats_publish_seconds", "Time for JetStream to acknowledge a publish (replicated and stored)."), promtext.StorageBuckets),
 		reconnects: set.NewCounter(promtext.Describe("mailwire_nats_reconnects_total", "Reconnections to NATS.")),
 		pubErrors:  set.NewCounter(promtext.Describe("mailwire_nats_publish_errors_total", "JetStream publishes that failed.")),
+		pubRetries: set.NewCounter(promtext.Describe("mailwire_nats_publish_retries_total", "JetStream publishes sent again after a try went unanswered (a lost server or leader change); the same Nats-Msg-Id makes a stored one a duplicate.")),
 		stored:     set.NewCounter(promtext.Describe("mailwire_events_stored_total", "Events durably stored.")),
 	}
 	set.NewGauge(promtext.Describe("mailwire_nats_connected", "1 while the node is connected to NATS."), func() float64 {
