@@ -85,6 +85,7 @@ const (
 )
 
 func (p *limitProcessor) OnMethod(parser *nbhttp.Parser, method string) {
+	p.s.conns.begin(p.edge) // a request in progress: not idle (unproven.go)
 	p.method, p.uri, p.body, p.refused, p.rawMessage, p.typeSeen = method, "", 0, false, false, false
 	p.frame = framing{}
 	p.headSize = len(method) + 1
@@ -154,6 +155,11 @@ func (p *limitProcessor) OnComplete(parser *nbhttp.Parser) {
 		return // answered already (a refused head without a body): no handler
 	}
 	p.Processor.OnComplete(parser)
+	// After the handler (and its response): the connection may rest as
+	// idle, unless the handler took it over (a WebSocket, a held pull).
+	if ec := p.edge; ec != nil {
+		parser.Execute(func() { p.s.conns.end(ec, ec.c.Session() == parser) })
+	}
 	if p.reserved.Load() != 0 {
 		// Jobs of one connection run in order, and queued jobs run even
 		// if the connection closes: this runs right after the handler.

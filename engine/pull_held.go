@@ -322,6 +322,10 @@ func (h *heldPull) write(b []byte, keep bool) {
 		h.mu.restored = true
 		h.nbc.SetSession(h.parser)
 		h.mu.Unlock()
+		// Between requests again: it may rest as idle (unproven.go).
+		if g, ok := h.parser.Processor.(*limitProcessor); ok {
+			h.p.s.conns.rested(g.edge)
+		}
 	} else {
 		cc := &closingConn{c: h.nbc}
 		cc.left.Store(int64(len(b)))

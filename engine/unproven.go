@@ -6,16 +6,35 @@ import (
 	"sync"
 
 	"github.com/lesismal/nbio"
+
+	"github.com/mailwire/mailwire/internal/limits"
 )
 
 // edgeConns tracks the HTTP connections the listener returned, so that
-// each one's descriptor-budget slot is given back exactly once, and the
-// ones that have not yet sent a complete first request head ("unproven")
-// in the order they were accepted. When the budget is full, the accept
-// path closes the oldest unproven connection to make room
-// (limits.Gate.AdmitEvicting): sockets that never send a request cannot
-// lock out clients that do; a connection is refused only when every slot
-// is held by a connection that sent a request (or by SMTP).
+// each one's descriptor-budget slot is given back exactly once, and which
+// of them a full budget may close to make room (limits.Gate.
+// AdmitEvicting), in this order:
+//
+//  1. "unproven": connections that have not yet sent a complete first
+//     request head, oldest first (sockets that never send a request);
+//  2. "idle": kept-alive connections between requests — no request in
+//     progress or being answered, the connection still nbhttp's (not a
+//     WebSocket, not a held pull) — the longest idle first (sockets that
+//     sent one cheap request and sit on their slot).
+//
+// A connection is refused only when every slot is held by a connection in
+// the middle of a request, a WebSocket, a held pull, or SMTP. Closing an
+// idle persistent connection is what HTTP allows a server at any time
+// (RFC 9112 §9.6); a client whose next request crosses the close sees the
+// connection end before any answer, so nothing was acknowledged.
+//
+// Requests are counted per connection (inflight): one starts at its
+// method (limitProcessor.OnMethod, on the poller) and ends with a job
+// queued after its handler (nbio runs a connection's jobs in order, so it
+// runs once the handler and its response are done); a held pull that
+// gives the connection back ends it when its answer is written. Both take
+// mu, so a request that starts while the previous one ends is never
+// listed idle.
 //
 // Safety with nbio: a connection enters in onOpen, which nbio runs on
 // nbhttp's accept goroutine inside AddConn; evict runs on that same
@@ -29,6 +48,7 @@ type edgeConns struct {
 	mu       sync.Mutex
 	byConn   map[*nbio.Conn]*edgeConn
 	unproven clist.List // of *edgeConn, oldest first
+	idle     clist.List // of *edgeConn, longest idle first
 }
 
 type edgeConn struct {
@@ -36,12 +56,18 @@ type edgeConn struct {
 	key      netip.Addr
 	released bool           // its slot was given back (under edgeConns.mu)
 	elem     *clist.Element // in unproven; nil once proven or gone
+	// inflight counts requests started and not yet answered; idleElem is
+	// the entry in idle (nil unless inflight is 0 and the connection is
+	// nbhttp's between requests). Both under edgeConns.mu.
+	inflight int
+	idleElem *clist.Element
 }
 
 func (e *edgeConns) init(s *Server) {
 	e.s = s
 	e.byConn = map[*nbio.Conn]*edgeConn{}
 	e.unproven.Init()
+	e.idle.Init()
 }
 
 // opened records a connection the gate admitted (onOpen).
@@ -67,6 +93,55 @@ func (e *edgeConns) proven(ec *edgeConn) {
 	e.mu.Unlock()
 }
 
+// begin is called when a request starts on the connection (its method
+// was read): it is no longer idle.
+func (e *edgeConns) begin(ec *edgeConn) {
+	if ec == nil {
+		return
+	}
+	e.mu.Lock()
+	ec.inflight++
+	if ec.idleElem != nil {
+		e.idle.Remove(ec.idleElem)
+		ec.idleElem = nil
+	}
+	e.mu.Unlock()
+}
+
+// end is called when a request was answered (a job after its handler).
+// keptAlive reports that the connection is nbhttp's again, between
+// requests (not upgraded, not hijacked by a held pull): with no other
+// request in progress it becomes idle.
+func (e *edgeConns) end(ec *edgeConn, keptAlive bool) {
+	if ec == nil {
+		return
+	}
+	e.mu.Lock()
+	if ec.inflight > 0 {
+		ec.inflight--
+	}
+	e.markIdleLocked(ec, keptAlive)
+	e.mu.Unlock()
+}
+
+// rested is called when a held pull gave the connection back to nbhttp
+// after its answer (its request ended with end(…, false) when the
+// handler hijacked it).
+func (e *edgeConns) rested(ec *edgeConn) {
+	if ec == nil {
+		return
+	}
+	e.mu.Lock()
+	e.markIdleLocked(ec, true)
+	e.mu.Unlock()
+}
+
+func (e *edgeConns) markIdleLocked(ec *edgeConn, keptAlive bool) {
+	if keptAlive && ec.inflight == 0 && ec.idleElem == nil && !ec.released && e.byConn[ec.c] == ec {
+		ec.idleElem = e.idle.PushBack(ec)
+	}
+}
+
 // closed is onClose: it gives the connection's slot back unless evict
 // already did. A connection onOpen never saw is released by its key.
 func (e *edgeConns) closed(c *nbio.Conn, key netip.Addr) {
@@ -75,10 +150,7 @@ func (e *edgeConns) closed(c *nbio.Conn, key netip.Addr) {
 	release := true
 	if ec != nil {
 		delete(e.byConn, c)
-		if ec.elem != nil {
-			e.unproven.Remove(ec.elem)
-			ec.elem = nil
-		}
+		e.unlistLocked(ec)
 		release = !ec.released
 		ec.released = true
 		key = ec.key
@@ -89,20 +161,37 @@ func (e *edgeConns) closed(c *nbio.Conn, key netip.Addr) {
 	}
 }
 
-// evict closes the oldest unproven connection and gives its slot back; it
-// reports false when there is none. Run on the accept goroutine only.
+func (e *edgeConns) unlistLocked(ec *edgeConn) {
+	if ec.elem != nil {
+		e.unproven.Remove(ec.elem)
+		ec.elem = nil
+	}
+	if ec.idleElem != nil {
+		e.idle.Remove(ec.idleElem)
+		ec.idleElem = nil
+	}
+}
+
+// evict closes the oldest unproven connection, or else the longest idle
+// one, and gives its slot back; it reports false when there is neither.
+// Run on the accept goroutine only.
 func (e *edgeConns) evict() bool {
 	e.mu.Lock()
+	reason := limits.EvictedUnproven
 	front := e.unproven.Front()
+	if front == nil {
+		reason = limits.EvictedIdle
+		front = e.idle.Front()
+	}
 	if front == nil {
 		e.mu.Unlock()
 		return false
 	}
-	ec := e.unproven.Remove(front).(*edgeConn)
-	ec.elem = nil
+	ec := front.Value.(*edgeConn)
+	e.unlistLocked(ec)
 	ec.released = true // onClose, which nbio runs later, must not release it again
 	e.mu.Unlock()
 	_ = ec.c.Close() // the descriptor is closed here, synchronously
-	e.s.deps.Limits.HTTP.Evicted(ec.key)
+	e.s.deps.Limits.HTTP.Evicted(ec.key, reason)
 	return true
 }

@@ -348,8 +348,16 @@ func TestDescriptorBudget(t *testing.T) {
 // an authenticated client from another address, on a new connection for
 // every request, is still served, because the oldest connections that
 // never sent a request are closed to make room for it (before, it was
-// reset at accept until the head deadline dropped them).
+// reset at accept until the head deadline dropped them) — and, when the
+// idle sockets each sent one cheap request first and then sit on their
+// kept-alive connection, the longest idle of those (before, they held
+// every slot until the 60 s idle timeout).
 func TestDescriptorBudgetEvictsIdleConnections(t *testing.T) {
+	t.Run("never sent a request", func(t *testing.T) { testDescriptorBudgetEvicts(t, false) })
+	t.Run("kept alive after one request", func(t *testing.T) { testDescriptorBudgetEvicts(t, true) })
+}
+
+func testDescriptorBudgetEvicts(t *testing.T, oneRequest bool) {
 	prlimit := testserver.Tool(t, "/usr/bin/prlimit", "util-linux")
 	n := runNode(t, []string{prlimit, "--nofile=1024:1024"}, "--data-dir", filepath.Join(t.TempDir(), "data"),
 		"--http-addr", "127.0.0.1:0", "--smtp-addr", "", "--admin-token", "tok", "--log-level", "info")
@@ -369,6 +377,37 @@ func TestDescriptorBudgetEvictsIdleConnections(t *testing.T) {
 		t.Fatalf("metrics: %d, budget %d", code, budget)
 	}
 
+	// With kept-alive sockets to evict, connections that are not between
+	// requests must survive the eviction: a subscribed WebSocket and a
+	// held pull request, both opened before the flood.
+	var ws *websocket.Conn
+	var pull net.Conn
+	if oneRequest {
+		var err error
+		ws, _, err = websocket.DefaultDialer.Dial(strings.Replace(n.base, "http", "ws", 1)+"/v1/ws", http.Header{"Authorization": {"Bearer " + key}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ws.Close()
+		if err := ws.WriteJSON(map[string]any{"type": "subscribe"}); err != nil {
+			t.Fatal(err)
+		}
+		var f map[string]any
+		if err := ws.ReadJSON(&f); err != nil || f["type"] != "subscribed" {
+			t.Fatalf("subscribe: %v %v", f, err)
+		}
+		if pull, err = net.Dial("tcp", host); err != nil {
+			t.Fatal(err)
+		}
+		defer pull.Close()
+		// No cursor: events stored from now on (API.md).
+		_, _ = io.WriteString(pull, "GET /v1/events/stream?wait=60s HTTP/1.1\r\nHost: mailwire\r\nAuthorization: Bearer "+key+"\r\n\r\n")
+		testserver.WaitFor(t, 10*time.Second, "the pull held", func() bool {
+			_, m, _ := n.do("GET", "/metrics", "", nil, "")
+			return gauge(m, "mailwire_pull_held") == 1
+		})
+	}
+
 	var idle []net.Conn
 	var mu sync.Mutex
 	defer func() {
@@ -384,6 +423,10 @@ func TestDescriptorBudgetEvictsIdleConnections(t *testing.T) {
 				defer wg.Done()
 				d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(a))}, Timeout: 5 * time.Second}
 				if c, err := d.Dial("tcp", host); err == nil {
+					if oneRequest && !healthzKeptAlive(c) {
+						c.Close() // refused at accept (reset): the budget is full
+						return
+					}
 					mu.Lock()
 					idle = append(idle, c)
 					mu.Unlock()
@@ -423,9 +466,33 @@ func TestDescriptorBudgetEvictsIdleConnections(t *testing.T) {
 			t.Fatalf("inbound %d: %d %.200s", i, resp.StatusCode, body)
 		}
 	}
+	reason := "unproven"
+	if oneRequest {
+		reason = "idle"
+		// The WebSocket got every event; the held pull was answered.
+		for i := 0; i < 40; i++ {
+			_ = ws.SetReadDeadline(time.Now().Add(15 * time.Second))
+			var f map[string]any
+			if err := ws.ReadJSON(&f); err != nil {
+				t.Fatalf("the subscribed WebSocket after %d events: %v", i, err)
+			}
+			if f["type"] == "ping" {
+				i--
+			}
+		}
+		_ = pull.SetReadDeadline(time.Now().Add(15 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(pull), nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("the held pull: %v %v", resp, err)
+		}
+		var page struct{ Data []json.RawMessage }
+		if err := json.NewDecoder(resp.Body).Decode(&page); err != nil || len(page.Data) == 0 {
+			t.Fatalf("the held pull's answer: %d events, %v", len(page.Data), err)
+		}
+	}
 	code, m, _ = n.do("GET", "/metrics", "", nil, "")
-	if code != 200 || !regexp.MustCompile(`mailwire_connections_evicted_total\{reason="unproven"\} [1-9]`).Match(m) {
-		t.Fatalf("metrics: %d, no evictions:\n%s", code, m)
+	if code != 200 || !regexp.MustCompile(`mailwire_connections_evicted_total\{reason="`+reason+`"\} [1-9]`).Match(m) {
+		t.Fatalf("metrics: %d, no evictions of %s connections:\n%s", code, reason, m)
 	}
 	if n.cmd.ProcessState != nil {
 		t.Fatalf("the node exited: %s", n.logs.String())
@@ -433,4 +500,22 @@ func TestDescriptorBudgetEvictsIdleConnections(t *testing.T) {
 	if lines := len(strings.Split(n.logs.String(), "\n")); lines > 200 {
 		t.Fatalf("%d log lines", lines)
 	}
+}
+
+// healthzKeptAlive sends one GET /healthz on c and reads its answer,
+// leaving the connection open (HTTP/1.1 keep-alive); false when the
+// server closed or reset it instead.
+func healthzKeptAlive(c net.Conn) bool {
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	defer func() { _ = c.SetDeadline(time.Time{}) }()
+	if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: mailwire\r\n\r\n"); err != nil {
+		return false
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return false
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK && !resp.Close
 }

@@ -23,7 +23,7 @@ type Descriptors struct {
 	limit, reserve, budget int64
 	open                   atomic.Int64
 	refused                map[string]*metrics.Counter
-	evicted                *metrics.Counter
+	evicted                map[string]*metrics.Counter
 	rl                     RateLog
 }
 
@@ -51,7 +51,7 @@ func NewDescriptors(reserve int64, set *metrics.Set, log *slog.Logger) *Descript
 		limit = 1024
 	}
 	budget := max(limit-reserve, limit/10)
-	d := &Descriptors{limit: limit, reserve: limit - budget, budget: budget, refused: map[string]*metrics.Counter{},
+	d := &Descriptors{limit: limit, reserve: limit - budget, budget: budget, refused: map[string]*metrics.Counter{}, evicted: map[string]*metrics.Counter{},
 		rl: RateLog{Log: log.With("component", "limits"), Every: 5 * time.Second}}
 	set.NewGauge(promtext.Describe("mailwire_fd_limit", "The process's file descriptor limit (RLIMIT_NOFILE)."), func() float64 { return float64(limit) })
 	set.NewGauge(promtext.Describe("mailwire_fd_client_budget", "File descriptors client sockets may use (the limit less the store's and webhooks' reserve)."), func() float64 { return float64(budget) })
@@ -60,8 +60,10 @@ func NewDescriptors(reserve int64, set *metrics.Set, log *slog.Logger) *Descript
 	for _, r := range []string{RefusedBudget, RefusedPerIP} {
 		d.refused[r] = set.NewCounter(`mailwire_connections_refused_total{reason="` + r + `"}`)
 	}
-	promtext.Describe("mailwire_connections_evicted_total", "Connections closed to make room for a new one in a full descriptor budget, by reason (unproven: the oldest that had not yet sent a complete request head).")
-	d.evicted = set.NewCounter(`mailwire_connections_evicted_total{reason="unproven"}`)
+	promtext.Describe("mailwire_connections_evicted_total", "Connections closed to make room for a new one in a full descriptor budget, by reason (unproven: the oldest that had not yet sent a complete request head; idle: then the longest idle kept-alive connection between requests).")
+	for _, r := range []string{EvictedUnproven, EvictedIdle} {
+		d.evicted[r] = set.NewCounter(`mailwire_connections_evicted_total{reason="` + r + `"}`)
+	}
 	return d
 }
 
@@ -168,17 +170,27 @@ func (g *Gate) AdmitEvicting(key netip.Addr, evict func() bool) (ok bool, reason
 	return true, ""
 }
 
+// Why a connection was evicted (mailwire_connections_evicted_total's
+// reason label).
+const (
+	// EvictedUnproven: it had not sent a complete request head yet.
+	EvictedUnproven = "unproven"
+	// EvictedIdle: a kept-alive connection between requests, idle the
+	// longest.
+	EvictedIdle = "idle"
+)
+
 // Evicted gives back the slot of a connection from key that was closed to
-// make room (AdmitEvicting's evict), counts it and logs it (at most every
-// 5 s). It stands for Release: the caller releases each connection once,
-// with one or the other.
-func (g *Gate) Evicted(key netip.Addr) {
+// make room (AdmitEvicting's evict), counts it by reason (EvictedUnproven,
+// EvictedIdle) and logs it (at most every 5 s). It stands for Release:
+// the caller releases each connection once, with one or the other.
+func (g *Gate) Evicted(key netip.Addr, reason string) {
 	if g == nil {
 		return
 	}
 	g.Release(key)
-	g.fds.evicted.Inc()
-	g.fds.rl.Warn("connection closed to make room: descriptor budget full, it had not sent a request", "edge", g.edge,
+	g.fds.evicted[reason].Inc()
+	g.fds.rl.Warn("connection closed to make room: descriptor budget full", "reason", reason, "edge", g.edge,
 		"remote", key.String(), "open", g.fds.open.Load(), "budget", g.fds.budget)
 }
 

@@ -12,11 +12,13 @@ import (
 
 func testDescriptors(budget int64) *Descriptors {
 	set := metrics.NewSet()
-	d := &Descriptors{limit: budget, budget: budget, refused: map[string]*metrics.Counter{},
-		evicted: set.NewCounter(`mailwire_connections_evicted_total{reason="unproven"}`),
-		rl:      RateLog{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Every: time.Second}}
+	d := &Descriptors{limit: budget, budget: budget, refused: map[string]*metrics.Counter{}, evicted: map[string]*metrics.Counter{},
+		rl: RateLog{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Every: time.Second}}
 	for _, r := range []string{RefusedBudget, RefusedPerIP} {
 		d.refused[r] = set.NewCounter(`mailwire_connections_refused_total{reason="` + r + `"}`)
+	}
+	for _, r := range []string{EvictedUnproven, EvictedIdle} {
+		d.evicted[r] = set.NewCounter(`mailwire_connections_evicted_total{reason="` + r + `"}`)
 	}
 	return d
 }
@@ -36,12 +38,12 @@ func TestAdmitEvictingMakesRoom(t *testing.T) {
 		t.Fatalf("nothing to evict: %v %q", ok, reason)
 	}
 	calls := 0
-	ok, _ := g.AdmitEvicting(b, func() bool { calls++; g.Evicted(a); return true })
+	ok, _ := g.AdmitEvicting(b, func() bool { calls++; g.Evicted(a, EvictedIdle); return true })
 	if !ok || calls != 1 {
 		t.Fatalf("admitted %v after %d evictions", ok, calls)
 	}
-	if d.Open() != 2 || g.Open(a) != 1 || g.Open(b) != 1 || d.evicted.Get() != 1 {
-		t.Fatalf("open %d, from a %d, from b %d, evicted %d", d.Open(), g.Open(a), g.Open(b), d.evicted.Get())
+	if d.Open() != 2 || g.Open(a) != 1 || g.Open(b) != 1 || d.evicted[EvictedIdle].Get() != 1 || d.evicted[EvictedUnproven].Get() != 0 {
+		t.Fatalf("open %d, from a %d, from b %d, evicted %d", d.Open(), g.Open(a), g.Open(b), d.evicted[EvictedIdle].Get())
 	}
 	g.Release(a)
 	g.Release(b)
