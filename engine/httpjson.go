@@ -39,7 +39,7 @@ func (s *Server) writeErr(w http.ResponseWriter, r *http.Request, err error) {
 		ae = errf(http.StatusInsufficientStorage, codeInsufficientStorage, "the server's disk is full: changes are refused until space comes back")
 	case errors.Is(err, store.ErrUnconfirmed):
 		w.Header().Set("Retry-After", "5")
-		ae = errf(http.StatusServiceUnavailable, codeUnavailable, "storage is unavailable (the cluster lost its NATS server mid-write) and the write was not confirmed: it may have been stored, and a retry may deliver it twice")
+		ae = errf(http.StatusServiceUnavailable, codeUnavailable, "storage is unavailable: NATS did not confirm the write in time; it may have been stored, and a retry may deliver it twice")
 		s.log.Warn("request refused: write not confirmed", "method", r.Method, "path", redactKeys(r.URL.Path), "error", err,
 			"request_id", w.Header().Get(requestIDHeader))
 	case errors.Is(err, store.ErrUnavailable):

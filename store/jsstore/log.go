@@ -103,11 +103,15 @@ func decodeRecord(rec []byte) ([]recordPart, error) {
 
 // publish stores one record durably (the PubAck with the stream's
 // replicas), retrying through leader changes and lost servers until ctx
-// ends. Each try waits at most publishAttemptTimeout for its ack: a
-// publish whose server went away (its ack lost, the record maybe stored
-// by the stream's new leader) is sent again with the same Nats-Msg-Id,
-// which the stream answers as a duplicate of the stored one. So a lost
-// ack becomes an acknowledgement, not a refusal of something stored.
+// ends. Each try waits at most publishAttemptTimeout (plus a second per
+// MiB) for its ack: a publish whose server went away (its ack lost, the
+// record maybe stored by the stream's new leader) is sent again with the
+// same Nats-Msg-Id, which the stream answers as a duplicate of the stored
+// one (or, while the first is still being replicated, with "in process",
+// retried after a pause). JetStream deduplicates by Msg-Id both when it
+// stages a proposal and when it applies one, so a try sent twice is
+// stored once. So a lost ack becomes an acknowledgement, not a refusal of
+// something stored.
 // With no id, the record must be one whose second copy replaces the
 // first (one message per subject).
 func (s *Store) publish(ctx context.Context, m *nats.Msg, id string) (*jetstream.PubAck, error) {
@@ -117,7 +121,7 @@ func (s *Store) publish(ctx context.Context, m *nats.Msg, id string) (*jetstream
 		if id != "" {
 			opts = append(opts, jetstream.WithMsgID(id))
 		}
-		actx, cancel := context.WithTimeout(ctx, publishAttemptTimeout)
+		actx, cancel := context.WithTimeout(ctx, publishAttemptTimeout+time.Duration(len(m.Data)>>20)*time.Second)
 		ack, err := s.js.PublishMsg(actx, m, opts...)
 		cancel()
 		if err == nil {
@@ -142,11 +146,17 @@ func (s *Store) publish(ctx context.Context, m *nats.Msg, id string) (*jetstream
 
 // retryablePublish reports whether a failed publish may succeed if sent
 // again: anything but an answer from JetStream itself (a stream limit,
-// a wrong subject), which would be the same the next time.
+// a wrong subject), which would be the same the next time — except
+// "duplicate message id is in process": an earlier try of this record is
+// being replicated, and the next try gets its ack.
 func retryablePublish(err error) bool {
 	var apiErr *jetstream.APIError
-	return !errors.As(err, &apiErr)
+	return !errors.As(err, &apiErr) || apiErr.ErrorCode == jsErrDuplicateInProcess
 }
+
+// jsErrDuplicateInProcess is JetStream's JSStreamDuplicateMessageConflict
+// (409): a publish whose Msg-Id matches one still being proposed.
+const jsErrDuplicateInProcess jetstream.ErrorCode = 10158
 
 // RenderEvent implements store.EventLog.
 func (s *Store) RenderEvent(evtID string, m *store.Message) (head, tail []byte) {

@@ -108,10 +108,11 @@ const (
 	// been stored; the client's retry may store it a second time).
 	publishTimeout = 10 * time.Second
 	// publishAttemptTimeout bounds one try of a publish within
-	// publishTimeout: long enough for a stream's replicas to agree under
-	// load, short enough that a try sent to a server that died is sent
-	// again while the client still waits.
-	publishAttemptTimeout = 2 * time.Second
+	// publishTimeout (plus a second per MiB of the record): long enough for
+	// a stream's replicas to agree on a loaded machine, short enough that a
+	// try sent to a server that died is sent again while the client still
+	// waits. A try that was only slow is answered as a duplicate.
+	publishAttemptTimeout = 4 * time.Second
 	// reportWait bounds how long a node waits for its fan-out to reach an
 	// event before it answers a report, and how long the owner waits for
 	// the answers.
