@@ -83,7 +83,7 @@ func (c *conn) UnderlayerConn() net.Conn { return c.nbc }
 // CloseAndClean implements nbhttp.ParserCloser: nbio calls it once the
 // socket is closed, whoever closed it.
 func (c *conn) CloseAndClean(err error) {
-	if c.end(closeAbnormal) {
+	if c.end(closeAbnormal, nil, nil) {
 		c.hub.m.dropped(err)
 	}
 	c.hub.open.Add(-1)
@@ -93,13 +93,26 @@ func (c *conn) CloseAndClean(err error) {
 // held frames are resolved as not written, the connection leaves the
 // index and the registry, and the close is counted under code. It
 // reports whether this call did it (false: closing had begun).
-func (c *conn) end(code int) bool {
+//
+// last (an error frame saying why, within MaxPending) and then
+// closeFrame (past MaxPending if need be: a few bytes, and the socket
+// goes within closeGrace) are written in the same critical section that
+// marks the connection closing, so no frame of another writer (a push, a
+// replay) can come between them: after the error frame, the close.
+func (c *conn) end(code int, last, closeFrame []byte) bool {
 	c.mu.Lock()
 	if c.mu.closing {
 		c.mu.Unlock()
 		return false
 	}
+	if last != nil {
+		_ = c.writeLocked(last) // over the bound (a slow consumer) it is left out
+	}
 	c.mu.closing = true
+	if closeFrame != nil {
+		c.pending.Add(int64(len(closeFrame)))
+		_, _ = c.nbc.Write(closeFrame)
+	}
 	held := c.mu.held
 	c.mu.held, c.mu.heldBytes, c.mu.holding, c.mu.replayed = nil, 0, false, nil
 	c.mu.Unlock()
@@ -118,22 +131,22 @@ func (c *conn) end(code int) bool {
 // closeGrace to answer before nbio drops the socket. A frame queued behind
 // a slow consumer's backlog reaches the client only if it reads that far;
 // otherwise it sees the TCP connection end (1006 in most libraries).
-func (c *conn) close(code int, reason string) {
-	if !c.end(code) {
+func (c *conn) close(code int, reason string) { c.closeAfter(nil, code, reason) }
+
+// closeAfter is close with a frame written just before the close frame
+// and nothing between them (see end).
+func (c *conn) closeAfter(last []byte, code int, reason string) {
+	if !c.end(code, last, appendFrame(nil, opClose, closePayload(code, reason))) {
 		return
 	}
-	frame := appendFrame(nil, opClose, closePayload(code, reason))
-	// The close frame may pass MaxPending: it is a few bytes and the
-	// socket goes within closeGrace.
-	c.pending.Add(int64(len(frame)))
-	_, _ = c.nbc.Write(frame)
 	_ = c.nbc.SetReadDeadline(time.Now().Add(closeGrace))
 }
 
-// fail sends an error frame, then closes with code.
+// fail sends an error frame saying why, then closes with code; no other
+// frame comes between the two.
 func (c *conn) fail(code int, msg string) {
-	c.sendError(msg)
-	c.close(code, msg)
+	c.hub.m.frameOut("error")
+	c.closeAfter(textFrame(errorFrame(msg)), code, msg)
 }
 
 // writeResult is what writeLocked did with a frame.
@@ -184,7 +197,12 @@ func (c *conn) slowConsumer() {
 // sendText sends a server text frame of the given kind (metrics label).
 func (c *conn) sendText(kind string, payload []byte) bool {
 	c.hub.m.frameOut(kind)
-	return c.send(appendFrame(make([]byte, 0, len(payload)+frameHeaderLen(len(payload))), opText, payload))
+	return c.send(textFrame(payload))
+}
+
+// textFrame is payload as one server text frame.
+func textFrame(payload []byte) []byte {
+	return appendFrame(make([]byte, 0, len(payload)+frameHeaderLen(len(payload))), opText, payload)
 }
 
 func (c *conn) sendError(msg string) { c.sendText("error", errorFrame(msg)) }
@@ -325,11 +343,7 @@ func (c *conn) onClose(payload []byte) {
 	// connection leaves the account's count at once (a client that closes
 	// and reconnects must not meet its own old connection at the cap).
 	// Echo its code and drop the socket: the handshake is complete.
-	if c.end(code) {
-		frame := appendFrame(nil, opClose, echo)
-		c.pending.Add(int64(len(frame)))
-		_, _ = c.nbc.Write(frame)
-	}
+	c.end(code, nil, appendFrame(nil, opClose, echo))
 	_ = c.nbc.Close()
 }
 

@@ -2,6 +2,7 @@ package ws
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"sync"
@@ -50,7 +51,12 @@ func (b *gatedBackend) KeyValid(string) (bool, error)      { return true, nil }
 // upgrade is authenticated as account "acc".
 func startHub(t *testing.T, b Backend) (*Hub, string) {
 	t.Helper()
-	h := New(Config{}, b)
+	return startHubWith(t, Config{}, b)
+}
+
+func startHubWith(t *testing.T, cfg Config, b Backend) (*Hub, string) {
+	t.Helper()
+	h := New(cfg, b)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -264,5 +270,71 @@ func TestPushDecidesAtOnceWhenAFrameWasWritten(t *testing.T) {
 	case <-r.ch:
 		t.Fatal("done was called for a push that was decided at once")
 	default:
+	}
+}
+
+// A connection closed for a reason (a revoked key, here) gets its error
+// frame and then the close, with nothing between: no event pushed while
+// it is being closed may follow the error. (The error and the close
+// used to be two steps; pushes in between were written, so a revoked
+// key's connection kept receiving events after it was told why it is
+// being closed.)
+func TestNothingBetweenTheErrorFrameAndTheClose(t *testing.T) {
+	b := &gatedBackend{entered: make(chan struct{}, 1), gate: make(chan struct{})}
+	close(b.gate)
+	h, url := startHubWith(t, Config{MaxPending: 256 << 20}, b)
+	for round := 0; round < 12; round++ {
+		c := dial(t, url)
+		subscribed(t, c, `{"type":"subscribe"}`)
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for g := 0; g < 4; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					ev := *testEvent
+					h.Push(&ev, 1, time.Now(), func(delivery.PushResult) {})
+				}
+			}()
+		}
+		// Revoke once events are flowing.
+		var events int
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for events < 50 {
+			var m map[string]any
+			if err := c.ReadJSON(&m); err != nil {
+				t.Fatal(err)
+			}
+			events++
+		}
+		if n := h.KeyRevoked("key"); n != 1 {
+			t.Fatalf("revoked %d connections", n)
+		}
+		sawError := false
+		for {
+			var m map[string]any
+			err := c.ReadJSON(&m)
+			if err != nil {
+				var ce *websocket.CloseError
+				if !errors.As(err, &ce) || ce.Code != closeUnauthorized || !sawError {
+					t.Fatalf("round %d: got %v (error frame seen: %v), want the error frame then close 4001", round, err, sawError)
+				}
+				break
+			}
+			switch {
+			case m["type"] == "error":
+				sawError = true
+			case sawError:
+				t.Fatalf("round %d: a frame after the error frame, before the close: %v", round, m)
+			}
+		}
+		close(stop)
+		wg.Wait()
 	}
 }

@@ -84,6 +84,11 @@ func (h *Hub) Upgrade(w http.ResponseWriter, r *http.Request, key string, auth A
 	c.dec.maxFrame = h.cfg.MaxFrame
 	c.openedAt = time.Now().UnixNano()
 	c.lastPingAt.Store(c.openedAt)
+	// c.mu is held until the 101 is queued: a close that races with the
+	// upgrade (a drain, a revocation, the poller seeing the socket end)
+	// finds the connection registered and writes its frames after the
+	// 101, never before it.
+	c.mu.Lock()
 	// Counted before the session is installed: once it is, the poller may
 	// end the connection (a close frame right behind the handshake), and
 	// ending must find it registered, or its account slot would leak.
@@ -97,8 +102,9 @@ func (h *Hub) Upgrade(w http.ResponseWriter, r *http.Request, key string, auth A
 	_ = nbc.SetReadDeadline(time.Time{}) // the heartbeat watches liveness now
 	h.open.Add(1)
 	h.m.opened.Inc()
-	c.send([]byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
+	_ = c.writeLocked([]byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
 		acceptKey(key) + "\r\n\r\n"))
+	c.mu.Unlock()
 
 	if auth.Failure != "" {
 		c.fail(closeUnauthorized, auth.Failure)
