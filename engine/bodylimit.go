@@ -281,6 +281,7 @@ func (p *limitProcessor) answer(status int, code, msg string, hdr map[string]str
 	}
 	p.refused = true
 	p.release()
+	p.s.conns.refused(p.edge) // lingering: never evicted as idle
 	body := fmt.Sprintf(`{"error":%q,"message":%q}`, code, msg)
 	var extra strings.Builder
 	for k, v := range hdr {

@@ -322,10 +322,6 @@ func (h *heldPull) write(b []byte, keep bool) {
 		h.mu.restored = true
 		h.nbc.SetSession(h.parser)
 		h.mu.Unlock()
-		// Between requests again: it may rest as idle (unproven.go).
-		if g, ok := h.parser.Processor.(*limitProcessor); ok {
-			h.p.s.conns.rested(g.edge)
-		}
 	} else {
 		cc := &closingConn{c: h.nbc}
 		cc.left.Store(int64(len(b)))
@@ -337,6 +333,14 @@ func (h *heldPull) write(b []byte, keep bool) {
 	_ = h.nbc.SetReadDeadline(now.Add(idle))
 	_ = h.nbc.SetWriteDeadline(now.Add(idle))
 	_, _ = h.nbc.Write(b)
+	if keep {
+		// Between requests again, once the answer is queued: it may rest
+		// as idle (unproven.go; not while the answer is still going out).
+		// A next request that began first keeps it busy.
+		if g, ok := h.parser.Processor.(*limitProcessor); ok {
+			h.p.s.conns.rested(g.edge)
+		}
+	}
 }
 
 // closingConn is the session of a connection whose last answer is being

@@ -19,8 +19,9 @@ import (
 //     request head, oldest first (sockets that never send a request);
 //  2. "idle": kept-alive connections between requests — no request in
 //     progress or being answered, the connection still nbhttp's (not a
-//     WebSocket, not a held pull) — the longest idle first (sockets that
-//     sent one cheap request and sit on their slot).
+//     WebSocket, not a held pull), its last answer handed to the kernel
+//     whole — the longest idle first (sockets that sent one cheap request
+//     and sit on their slot).
 //
 // A connection is refused only when every slot is held by a connection in
 // the middle of a request, a WebSocket, a held pull, or SMTP. Closing an
@@ -173,8 +174,18 @@ func (e *edgeConns) unlistLocked(ec *edgeConn) {
 }
 
 // evict closes the oldest unproven connection, or else the longest idle
-// one, and gives its slot back; it reports false when there is neither.
-// Run on the accept goroutine only.
+// one whose last answer has gone out whole (nbio's Close drops bytes
+// still queued: a large answer to a slow reader stays until it is sent),
+// and gives its slot back; it reports false when there is none. Run on
+// the accept goroutine only.
+//
+// The connection is closed with mu held: a request whose method the
+// poller reads meanwhile waits in begin, then finds the connection
+// closed, so its handler never runs (nbio refuses jobs of a closed
+// connection) — a request read but not handled is dropped unanswered,
+// which is what RFC 9112 §9.6 allows; one handled and unanswered would
+// not be. (nbio's Close takes only the connection's own lock and runs
+// the close callback asynchronously: nothing under it takes mu.)
 func (e *edgeConns) evict() bool {
 	e.mu.Lock()
 	reason := limits.EvictedUnproven
@@ -182,6 +193,9 @@ func (e *edgeConns) evict() bool {
 	if front == nil {
 		reason = limits.EvictedIdle
 		front = e.idle.Front()
+		for front != nil && front.Value.(*edgeConn).c.WritePending() {
+			front = front.Next()
+		}
 	}
 	if front == nil {
 		e.mu.Unlock()
@@ -190,8 +204,24 @@ func (e *edgeConns) evict() bool {
 	ec := front.Value.(*edgeConn)
 	e.unlistLocked(ec)
 	ec.released = true // onClose, which nbio runs later, must not release it again
+	_ = ec.c.Close()   // the descriptor is closed here, synchronously
 	e.mu.Unlock()
-	_ = ec.c.Close() // the descriptor is closed here, synchronously
 	e.s.deps.Limits.HTTP.Evicted(ec.key, reason)
 	return true
+}
+
+// refused is called when the server answered a request it will not
+// serve and is closing the connection (limitProcessor.answer): it is
+// never idle again, so its lingering close is not cut short.
+func (e *edgeConns) refused(ec *edgeConn) {
+	if ec == nil {
+		return
+	}
+	e.mu.Lock()
+	ec.inflight++ // never matched by an end: the connection is going
+	if ec.idleElem != nil {
+		e.idle.Remove(ec.idleElem)
+		ec.idleElem = nil
+	}
+	e.mu.Unlock()
 }

@@ -381,7 +381,9 @@ func testDescriptorBudgetEvicts(t *testing.T, oneRequest bool) {
 	// requests must survive the eviction: a subscribed WebSocket and a
 	// held pull request, both opened before the flood.
 	var ws *websocket.Conn
-	var pull net.Conn
+	var pull, slow net.Conn
+	var slowR *bufio.Reader
+	var slowResp *http.Response
 	if oneRequest {
 		var err error
 		ws, _, err = websocket.DefaultDialer.Dial(strings.Replace(n.base, "http", "ws", 1)+"/v1/ws", http.Header{"Authorization": {"Bearer " + key}})
@@ -396,6 +398,29 @@ func testDescriptorBudgetEvicts(t *testing.T, oneRequest bool) {
 		if err := ws.ReadJSON(&f); err != nil || f["type"] != "subscribed" {
 			t.Fatalf("subscribe: %v %v", f, err)
 		}
+		// A slow reader whose large answer is still queued in the server
+		// when the flood comes: between requests as far as HTTP goes, but
+		// evicting it would cut the answer (nbio's Close drops the queue).
+		raw := "From: a@example.com\r\nTo: b@example.com\r\nSubject: big\r\n\r\n" + strings.Repeat(strings.Repeat("y", 76)+"\r\n", 12<<20/78)
+		code, b, _ := n.do("POST", "/v1/inboxes/"+inbox+"/inbound", key, []byte(raw), "message/rfc822")
+		var big struct{ MessageID string }
+		if err := json.Unmarshal(b, &big); code != 202 || err != nil {
+			t.Fatalf("large inbound: %d %.200s", code, b)
+		}
+		sd := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+			return rc.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		}}
+		if slow, err = sd.Dial("tcp", host); err != nil {
+			t.Fatal(err)
+		}
+		defer slow.Close()
+		_, _ = io.WriteString(slow, "GET /v1/messages/"+big.MessageID+"/raw HTTP/1.1\r\nHost: mailwire\r\nAuthorization: Bearer "+key+"\r\n\r\n")
+		_ = slow.SetReadDeadline(time.Now().Add(15 * time.Second))
+		slowR = bufio.NewReader(slow)
+		if slowResp, err = http.ReadResponse(slowR, nil); err != nil || slowResp.StatusCode != 200 {
+			t.Fatalf("the slow reader's answer: %v %v", slowResp, err)
+		}
+		// It reads no further until the flood is over.
 		if pull, err = net.Dial("tcp", host); err != nil {
 			t.Fatal(err)
 		}
@@ -488,6 +513,10 @@ func testDescriptorBudgetEvicts(t *testing.T, oneRequest bool) {
 		var page struct{ Data []json.RawMessage }
 		if err := json.NewDecoder(resp.Body).Decode(&page); err != nil || len(page.Data) == 0 {
 			t.Fatalf("the held pull's answer: %d events, %v", len(page.Data), err)
+		}
+		_ = slow.SetReadDeadline(time.Now().Add(30 * time.Second))
+		if got, err := io.Copy(io.Discard, slowResp.Body); err != nil || got != slowResp.ContentLength {
+			t.Fatalf("the slow reader's answer: %d of %d bytes: %v", got, slowResp.ContentLength, err)
 		}
 	}
 	code, m, _ = n.do("GET", "/metrics", "", nil, "")

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -399,9 +400,14 @@ func (s *Store) schedule(accountID, evtID string, atMs int64) error {
 	m.Header.Set(hDue, strconv.FormatInt(atMs, 10))
 	ctx, cancel := s.opCtx()
 	defer cancel()
-	// A schedule replaces the event's last one (one per subject), so a
-	// try sent twice is harmless.
-	_, err := s.publish(ctx, m, "")
+	// A schedule replaces the event's last one (one per subject). The
+	// Msg-Id, one per call, makes the tries of this call one schedule even
+	// when the first copy already fired and was purged (a second copy
+	// would fire again at once: a second due message for the same time);
+	// a later call for the same time (applyChange's leaseDue) is a new
+	// schedule. The server drops Nats-Msg-Id from the message a schedule
+	// fires.
+	_, err := s.publish(ctx, m, evtID+"@"+strconv.FormatInt(atMs, 10)+"."+strconv.FormatUint(rand.Uint64(), 36))
 	return err
 }
 

@@ -107,20 +107,22 @@ func decodeRecord(rec []byte) ([]recordPart, error) {
 // MiB) for its ack: a publish whose server went away (its ack lost, the
 // record maybe stored by the stream's new leader) is sent again with the
 // same Nats-Msg-Id, which the stream answers as a duplicate of the stored
-// one (or, while the first is still being replicated, with "in process",
-// retried after a pause). JetStream deduplicates by Msg-Id both when it
-// stages a proposal and when it applies one, so a try sent twice is
-// stored once. So a lost ack becomes an acknowledgement, not a refusal of
-// something stored.
-// With no id, the record must be one whose second copy replaces the
-// first (one message per subject).
+// one (with its sequence), or, while the first is still being
+// replicated, "in process" (retried after a pause). In a clustered
+// stream the leader checks Msg-Ids when it proposes a record; a new
+// leader applies its whole log before it takes writes (nats-server 2.11
+// and later), so a try sent twice is stored once. So a lost ack becomes
+// an acknowledgement, not a refusal of something stored.
+//
+// Once a try may have reached a server (it timed out, or its connection
+// went), every failure after it is reported store.ErrUnconfirmed ("may
+// have been stored"), never plain store.ErrUnavailable ("nothing was
+// stored").
 func (s *Store) publish(ctx context.Context, m *nats.Msg, id string) (*jetstream.PubAck, error) {
 	t0 := time.Now()
+	mayHaveLanded := false
 	for try := 0; ; try++ {
-		opts := []jetstream.PublishOpt{jetstream.WithRetryAttempts(20), jetstream.WithRetryWait(250 * time.Millisecond)}
-		if id != "" {
-			opts = append(opts, jetstream.WithMsgID(id))
-		}
+		opts := []jetstream.PublishOpt{jetstream.WithMsgID(id), jetstream.WithRetryAttempts(20), jetstream.WithRetryWait(250 * time.Millisecond)}
 		actx, cancel := context.WithTimeout(ctx, publishAttemptTimeout+time.Duration(len(m.Data)>>20)*time.Second)
 		ack, err := s.js.PublishMsg(actx, m, opts...)
 		cancel()
@@ -128,13 +130,14 @@ func (s *Store) publish(ctx context.Context, m *nats.Msg, id string) (*jetstream
 			s.m.publish.UpdateDuration(t0)
 			return ack, nil
 		}
-		if !retryablePublish(err) {
+		mayHaveLanded = mayHaveLanded || sentUnanswered(err)
+		final := !retryablePublish(err)
+		if final || ctx.Err() != nil {
 			s.m.pubErrors.Inc()
+			if mayHaveLanded {
+				return nil, fmt.Errorf("%w (%w): cannot store %s: %v", store.ErrUnavailable, store.ErrUnconfirmed, m.Subject, err)
+			}
 			return nil, s.unavailable("store "+m.Subject, err)
-		}
-		if ctx.Err() != nil {
-			s.m.pubErrors.Inc()
-			return nil, fmt.Errorf("%w (%w): cannot store %s: %v", store.ErrUnavailable, store.ErrUnconfirmed, m.Subject, err)
 		}
 		s.m.pubRetries.Inc()
 		select {
@@ -145,18 +148,47 @@ func (s *Store) publish(ctx context.Context, m *nats.Msg, id string) (*jetstream
 }
 
 // retryablePublish reports whether a failed publish may succeed if sent
-// again: anything but an answer from JetStream itself (a stream limit,
-// a wrong subject), which would be the same the next time — except
-// "duplicate message id is in process": an earlier try of this record is
-// being replicated, and the next try gets its ack.
+// again: not an answer from JetStream itself (a stream limit, a wrong
+// subject), which would be the same the next time — except "duplicate
+// message id is in process" (an earlier try of this record is being
+// replicated: the next try gets its ack) and "JetStream temporarily
+// unavailable" (a leader election) — and not a message the client
+// refuses to send (too large for the server, a bad subject).
 func retryablePublish(err error) bool {
 	var apiErr *jetstream.APIError
-	return !errors.As(err, &apiErr) || apiErr.ErrorCode == jsErrDuplicateInProcess
+	if errors.As(err, &apiErr) {
+		return apiErr.ErrorCode == jsErrDuplicateInProcess || apiErr.ErrorCode == jsErrClusterNotAvailable
+	}
+	return !errors.Is(err, nats.ErrMaxPayload) && !errors.Is(err, nats.ErrBadSubject) &&
+		!errors.Is(err, nats.ErrHeadersNotSupported) && !errors.Is(err, nats.ErrInvalidMsg)
 }
 
-// jsErrDuplicateInProcess is JetStream's JSStreamDuplicateMessageConflict
-// (409): a publish whose Msg-Id matches one still being proposed.
-const jsErrDuplicateInProcess jetstream.ErrorCode = 10158
+// sentUnanswered reports whether a failed try may have reached a server
+// and been stored: it was sent and no answer came (a timeout, the
+// connection lost). No responders, an answer from JetStream, or a
+// message the client refused to send mean it was not stored.
+func sentUnanswered(err error) bool {
+	var apiErr *jetstream.APIError
+	switch {
+	case errors.As(err, &apiErr):
+		// "In process": the earlier try is being stored.
+		return apiErr.ErrorCode == jsErrDuplicateInProcess
+	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrNoStreamResponse):
+		return false
+	default:
+		return retryablePublish(err)
+	}
+}
+
+// JetStream error codes publish tells apart.
+const (
+	// jsErrDuplicateInProcess is JSStreamDuplicateMessageConflict (409):
+	// a publish whose Msg-Id matches one still being proposed.
+	jsErrDuplicateInProcess jetstream.ErrorCode = 10158
+	// jsErrClusterNotAvailable is JSClusterNotAvail (503): JetStream is
+	// temporarily unavailable (no meta leader yet).
+	jsErrClusterNotAvailable jetstream.ErrorCode = 10008
+)
 
 // RenderEvent implements store.EventLog.
 func (s *Store) RenderEvent(evtID string, m *store.Message) (head, tail []byte) {

@@ -215,7 +215,10 @@ func (s *Store) writable() error {
 }
 
 // Close stops the deliveries and watchers and closes the connection.
-// Writes handed to the store before Close are finished first.
+// The app stops ingest before it closes the store; a publish still
+// waiting for its ack when Close cancels it is answered
+// store.ErrUnconfirmed ("may have been stored"), and what was sent
+// reaches the server (the connection drains).
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		if s.dl != nil {

@@ -596,3 +596,7 @@ func (c *Conn) SyscallConn() (syscall.RawConn, error) {
 	}
 	return nil, ErrUnsupported
 }
+
+// WritePending reports whether bytes written to c are still queued (see
+// conn_unix.go). Writes here are synchronous: nothing is ever queued.
+func (c *Conn) WritePending() bool { return false }

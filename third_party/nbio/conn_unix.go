@@ -1175,3 +1175,16 @@ func (c *rawConn) Read(f func(fd uintptr) (done bool)) error {
 func (c *rawConn) Write(f func(fd uintptr) (done bool)) error {
 	return ErrUnsupported
 }
+
+// WritePending reports whether bytes written to c are still queued, not
+// yet handed to the kernel (mailwire: a full descriptor budget must not
+// close a connection whose answer is still going out; Close drops the
+// queue).
+//
+//go:norace
+func (c *Conn) WritePending() bool {
+	c.mux.Lock()
+	n := len(c.writeList)
+	c.mux.Unlock()
+	return n > 0
+}
