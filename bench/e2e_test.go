@@ -102,7 +102,7 @@ func TestLossAndDuplicatesAreCountedExactly(t *testing.T) {
 // SMTP listener) and checks every event arrives once.
 func TestFanoutOverSMTP(t *testing.T) {
 	s, api, plan := setup(t, PlanConfig{Conns: 20, Inboxes: 4, ConnsPerAccount: 10, Mix: Mix{All: 1, Inbox: 1}},
-		func(c *app.Config) { c.SMTPAddr = "127.0.0.1:0" })
+		func(c *app.Config) { c.SMTP.Addr = "127.0.0.1:0" })
 	if s.SMTPAddr() == "" {
 		t.Skip("this node starts no SMTP listener")
 	}

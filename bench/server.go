@@ -140,21 +140,22 @@ func inprocServer(cfg ServerConfig) (*Server, error) {
 	if token == "" {
 		token = randomToken()
 	}
-	a, err := app.Start(app.Config{
+	acfg := app.Config{
 		HTTPAddr:   "127.0.0.1:0",
-		SMTPAddr:   "127.0.0.1:0",
 		DataDir:    dir,
-		MailDomain: "bench.localhost",
 		AdminToken: token,
 		WS: ws.Config{
 			MaxConnsPerAccount: cfg.ConnsPerAccount,
 			PingInterval:       cfg.PingInterval,
 			PongTimeout:        cfg.PongTimeout,
 		},
-		WebhookAllowPrivate: true,
-		Version:             "bench-inproc",
-		Logger:              slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn})),
-	})
+		Version: "bench-inproc",
+		Logger:  slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}
+	acfg.SMTP.Addr = "127.0.0.1:0"
+	acfg.Ingest.MailDomain = "bench.localhost"
+	acfg.Delivery.Webhook.AllowPrivate = true
+	a, err := app.Start(acfg)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("cannot start the in-process server: %w", err)

@@ -13,6 +13,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/mailwire/mailwire/delivery/webhook"
+	"github.com/mailwire/mailwire/internal/confcheck"
 	"github.com/mailwire/mailwire/store"
 )
 
@@ -47,16 +48,20 @@ type Pusher interface {
 	Push(ev *store.Event, attempt int, at time.Time, done func(PushResult)) (res PushResult, later bool)
 }
 
-// Config configures a Dispatcher. Zero fields take the documented default.
+// Config configures a Dispatcher. DefaultConfig is a node's defaults; a
+// zero field takes the default its comment names (AckTimeout: off). The
+// fields a flag sets name it (CONFIG.md), as Validate's messages do.
 type Config struct {
 	// Schedule is the delay before each attempt of a cycle, from the
 	// previous one (the first from the event's creation); its length is
-	// the number of attempts. Default 0s,30s,60s,2m,4m.
+	// the number of attempts (--retry-schedule). Default DefaultSchedule
+	// (0s,30s,60s,2m,4m).
 	Schedule []time.Duration
 	// AckTimeout, when > 0, makes a WebSocket attempt written only to
 	// connections that subscribed with "ack": true succeed only once one
 	// of them acks the event within it; otherwise the attempt fails and
-	// the next one prefers the webhook. Default 0 (off).
+	// the next one prefers the webhook (--ws-ack-timeout). DefaultConfig:
+	// 30s; zero: off.
 	AckTimeout time.Duration
 	// Workers is the number of dispatch workers (each owns the accounts
 	// hashed to it, keeping one account's events in order). Default 2.
@@ -66,8 +71,8 @@ type Config struct {
 	QueueSize int
 	// Webhook configures the webhook client (timeouts, limits, SSRF).
 	Webhook webhook.Config
-	// WebhookWorkers is the number of concurrent webhook requests.
-	// Default 64.
+	// WebhookWorkers is the number of concurrent webhook requests
+	// (--webhook-workers). Default 64.
 	WebhookWorkers int
 	// WebhookQueue bounds the webhook attempts waiting for a worker.
 	// Default 16384.
@@ -76,9 +81,11 @@ type Config struct {
 	// recovering endpoint cannot take every worker (and an endpoint is not
 	// flooded after a restart). Default WebhookWorkers/2.
 	WebhookPerHost int
-	// Retention is how long delivered events are kept; default 168h.
+	// Retention is how long delivered events are kept (--retention);
+	// default 168h.
 	Retention time.Duration
-	// FailedRetention is how long failed events are kept; default 720h.
+	// FailedRetention is how long failed events are kept
+	// (--failed-retention); default 720h.
 	FailedRetention time.Duration
 	// Metrics is the set the dispatcher registers its metrics in.
 	Metrics *metrics.Set
@@ -91,30 +98,63 @@ type Config struct {
 // DefaultSchedule is PROTOCOL.md §6's retry schedule.
 var DefaultSchedule = []time.Duration{0, 30 * time.Second, time.Minute, 2 * time.Minute, 4 * time.Minute}
 
+// DefaultConfig is CONFIG.md's defaults (the webhook client's included).
+// It differs from the zero Config in one setting: AckTimeout is 30s, not
+// off.
+func DefaultConfig() Config {
+	return Config{
+		Schedule:        append([]time.Duration(nil), DefaultSchedule...),
+		AckTimeout:      30 * time.Second,
+		Workers:         2,
+		QueueSize:       16384,
+		Webhook:         webhook.DefaultConfig(),
+		WebhookWorkers:  64,
+		WebhookQueue:    16384,
+		Retention:       168 * time.Hour,
+		FailedRetention: 720 * time.Hour,
+	}
+}
+
+// Validate reports every problem of the settings flags set at once, each
+// by its flag.
+func (c Config) Validate() error {
+	var p confcheck.Problems
+	p.Check(len(c.Schedule) >= 1 && len(c.Schedule) <= 100, "--retry-schedule needs 1 to 100 delays")
+	p.Check(c.AckTimeout >= 0, "--ws-ack-timeout must not be negative")
+	p.Add(c.Webhook.Validate())
+	p.Check(c.WebhookWorkers >= 1 && c.WebhookWorkers <= 10000, "--webhook-workers must be between 1 and 10000")
+	p.Check(c.Retention > 0, "--retention must be positive")
+	p.Check(c.FailedRetention > 0, "--failed-retention must be positive")
+	return p.Err()
+}
+
+// setDefaults gives every zero field its DefaultConfig value (AckTimeout
+// stays: zero is off).
 func (c *Config) setDefaults() {
+	d := DefaultConfig()
 	if len(c.Schedule) == 0 {
-		c.Schedule = DefaultSchedule
+		c.Schedule = d.Schedule
 	}
 	if c.Workers <= 0 {
-		c.Workers = 2
+		c.Workers = d.Workers
 	}
 	if c.QueueSize <= 0 {
-		c.QueueSize = 16384
+		c.QueueSize = d.QueueSize
 	}
 	if c.WebhookWorkers <= 0 {
-		c.WebhookWorkers = 64
+		c.WebhookWorkers = d.WebhookWorkers
 	}
 	if c.WebhookQueue <= 0 {
-		c.WebhookQueue = 16384
+		c.WebhookQueue = d.WebhookQueue
 	}
 	if c.WebhookPerHost <= 0 {
 		c.WebhookPerHost = max(1, c.WebhookWorkers/2)
 	}
 	if c.Retention <= 0 {
-		c.Retention = 168 * time.Hour
+		c.Retention = d.Retention
 	}
 	if c.FailedRetention <= 0 {
-		c.FailedRetention = 720 * time.Hour
+		c.FailedRetention = d.FailedRetention
 	}
 	if c.Metrics == nil {
 		c.Metrics = metrics.NewSet()

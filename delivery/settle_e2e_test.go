@@ -47,7 +47,7 @@ func TestReplaySettlesAPendingEvent(t *testing.T) {
 // An ack of a pending event delivers it and cancels its retries, also on
 // a connection that acks (for which a replay alone settles nothing).
 func TestAckSettlesAPendingEvent(t *testing.T) {
-	s := testserver.Start(t, schedule(0, 600*ms, 600*ms), func(c *app.Config) { c.AckTimeout = 5000 * ms })
+	s := testserver.Start(t, schedule(0, 600*ms, 600*ms), func(c *app.Config) { c.Delivery.AckTimeout = 5000 * ms })
 	acc := s.NewAccount("a")
 	in := s.NewInbox(acc.Key, "agent")
 	e0 := deliveredOnce(t, s, acc.Key, in)

@@ -15,7 +15,7 @@ import (
 )
 
 func schedule(ds ...time.Duration) func(*app.Config) {
-	return func(c *app.Config) { c.RetrySchedule = ds }
+	return func(c *app.Config) { c.Delivery.Schedule = ds }
 }
 
 const ms = time.Millisecond
@@ -82,7 +82,7 @@ func TestWebhookRetriesOnScheduleThenSucceeds(t *testing.T) {
 }
 
 func TestWebhookFailureModes(t *testing.T) {
-	s := testserver.Start(t, schedule(0), func(c *app.Config) { c.WebhookTimeout = 400 * ms })
+	s := testserver.Start(t, schedule(0), func(c *app.Config) { c.Delivery.Webhook.Timeout = 400 * ms })
 	acc := s.NewAccount("a")
 
 	// A listener that accepts and then misbehaves at the TCP level.
@@ -285,7 +285,7 @@ func TestRestartResumesTheSchedule(t *testing.T) {
 // webhook although the connection is still there. (Before the fix every
 // connection was held to it and the webhook was never tried.)
 func TestAckTimeoutMovesOnToTheWebhook(t *testing.T) {
-	s := testserver.Start(t, schedule(0, 100*ms), func(c *app.Config) { c.AckTimeout = 300 * ms })
+	s := testserver.Start(t, schedule(0, 100*ms), func(c *app.Config) { c.Delivery.AckTimeout = 300 * ms })
 	acc := s.NewAccount("a")
 	rc := newReceiver(t, status(200))
 	in, _ := inboxWithHook(t, s, acc.Key, "agent", rc.URL)
@@ -323,7 +323,7 @@ func TestAckTimeoutMovesOnToTheWebhook(t *testing.T) {
 // A connection that did not ask for acks (every OpenMail client) is never
 // subject to the ack timeout: the write is the success.
 func TestAckTimeoutSparesConnectionsThatDoNotAck(t *testing.T) {
-	s := testserver.Start(t, schedule(0, 100*ms), func(c *app.Config) { c.AckTimeout = 200 * ms })
+	s := testserver.Start(t, schedule(0, 100*ms), func(c *app.Config) { c.Delivery.AckTimeout = 200 * ms })
 	acc := s.NewAccount("a")
 	rc := newReceiver(t, status(200))
 	in, _ := inboxWithHook(t, s, acc.Key, "agent", rc.URL)

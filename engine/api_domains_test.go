@@ -11,8 +11,8 @@ import (
 
 // twoDomains serves mail.test (the default) and agents.test, with SMTP.
 func twoDomains(c *app.Config) {
-	c.OtherMailDomains = []string{"Agents.Test"}
-	c.SMTPAddr = "127.0.0.1:0"
+	c.Ingest.OtherDomains = []string{"Agents.Test"}
+	c.SMTP.Addr = "127.0.0.1:0"
 }
 
 // POST /v1/inboxes takes OpenMail's domain and podId: the domain must be

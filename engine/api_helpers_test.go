@@ -38,7 +38,7 @@ func idRE(prefix string) *regexp.Regexp {
 
 // fastRetry makes events fail fast when nobody listens: two attempts, the
 // second 50 ms after the first.
-func fastRetry(c *app.Config) { c.RetrySchedule = []time.Duration{0, 50 * time.Millisecond} }
+func fastRetry(c *app.Config) { c.Delivery.Schedule = []time.Duration{0, 50 * time.Millisecond} }
 
 // startAPI starts a node for the API tests (fast retries, so events reach
 // a final status quickly).

@@ -285,7 +285,7 @@ func TestAPIInboundIdempotency(t *testing.T) {
 func TestAPIInboundTooLarge(t *testing.T) {
 	t.Parallel()
 	const max = 64 << 10
-	s := startAPI(t, func(c *app.Config) { c.MaxMessageSize = max })
+	s := startAPI(t, func(c *app.Config) { c.Ingest.MaxMessageSize = max })
 	a := s.NewAccount("a")
 	in := createInbox(t, s, a.Key, map[string]any{"mailboxName": "small"})
 	path := "/v1/inboxes/" + in.ID + "/inbound"
@@ -428,7 +428,7 @@ func TestAPIHeadTooLarge(t *testing.T) {
 // the raw message keeps them all.
 func TestAPIInboundMIMEPartsCut(t *testing.T) {
 	t.Parallel()
-	s := startAPI(t, func(c *app.Config) { c.MaxMIMEParts = 6 })
+	s := startAPI(t, func(c *app.Config) { c.Ingest.Limits.MaxParts = 6 })
 	a := s.NewAccount("a")
 	in := createInbox(t, s, a.Key, map[string]any{"mailboxName": "parts"})
 	ws := dialWS(t, s, a.Key)

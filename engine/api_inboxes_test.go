@@ -117,7 +117,7 @@ func TestAPIInboxCreateWithWebhook(t *testing.T) {
 // loopback or private URL is refused when it is configured.
 func TestAPIInboxWebhookPrivateRefused(t *testing.T) {
 	t.Parallel()
-	s := startAPI(t, func(c *app.Config) { c.WebhookAllowPrivate = false })
+	s := startAPI(t, func(c *app.Config) { c.Delivery.Webhook.AllowPrivate = false })
 	a := s.NewAccount("a")
 	in := createInbox(t, s, a.Key, map[string]any{"mailboxName": "inbox"})
 	for _, u := range []string{"http://127.0.0.1:8080/hook", "http://localhost/hook", "http://10.1.2.3/", "http://169.254.169.254/latest", "http://[::1]/", "http://2130706433/"} {

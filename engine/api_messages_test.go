@@ -352,7 +352,7 @@ func TestAPIEventListAndRedeliver(t *testing.T) {
 // status pending, no attempts ([] not null) and when the next one is due.
 func TestAPIEventPending(t *testing.T) {
 	t.Parallel()
-	s := startAPI(t, func(c *app.Config) { c.RetrySchedule = []time.Duration{time.Hour} })
+	s := startAPI(t, func(c *app.Config) { c.Delivery.Schedule = []time.Duration{time.Hour} })
 	a := s.NewAccount("a")
 	in := s.NewInbox(a.Key, "later")
 	evt := s.Inbound(a.Key, in, "later")

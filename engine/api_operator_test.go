@@ -99,7 +99,7 @@ func TestAdminStats(t *testing.T) {
 func TestAdminStatsDueIndex(t *testing.T) {
 	t.Parallel()
 	// A first attempt an hour away: the events wait in the due index.
-	s := testserver.Start(t, func(c *app.Config) { c.RetrySchedule = []time.Duration{time.Hour} })
+	s := testserver.Start(t, func(c *app.Config) { c.Delivery.Schedule = []time.Duration{time.Hour} })
 	a := s.NewAccount("a")
 	in := s.NewInbox(a.Key, "agent")
 	for i := 0; i < 4; i++ {
@@ -125,7 +125,7 @@ type adminEvent struct {
 func TestAdminEventsAcrossAccounts(t *testing.T) {
 	t.Parallel()
 	// One attempt: with no listener and no webhook an event fails at once.
-	s := testserver.Start(t, func(c *app.Config) { c.RetrySchedule = []time.Duration{0} })
+	s := testserver.Start(t, func(c *app.Config) { c.Delivery.Schedule = []time.Duration{0} })
 	a, b := s.NewAccount("a"), s.NewAccount("b")
 	inA, inB := s.NewInbox(a.Key, "aaa"), s.NewInbox(b.Key, "bbb")
 	var failed []string // newest first

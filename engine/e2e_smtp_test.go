@@ -12,7 +12,7 @@ import (
 // TestSMTPToWebSocket is the whole path: mail over SMTP to an inbox
 // address, stored durably, pushed to the subscribed WebSocket.
 func TestSMTPToWebSocket(t *testing.T) {
-	s := testserver.Start(t, func(c *app.Config) { c.SMTPAddr = "127.0.0.1:0" })
+	s := testserver.Start(t, func(c *app.Config) { c.SMTP.Addr = "127.0.0.1:0" })
 	acc := s.NewAccount("a")
 	in := s.NewInbox(acc.Key, "agent")
 	c := dialWS(t, s, acc.Key)

@@ -121,9 +121,9 @@ func TestIngestMemoryBudget(t *testing.T) {
 	// three.
 	budget := 2*limits.MessageCost(msgSize+64<<10) + 1
 	s := testserver.Start(t, func(c *app.Config) {
-		c.SMTPAddr = "127.0.0.1:0"
-		c.MaxMessageSize = maxSize
-		c.IngestMemory = budget
+		c.SMTP.Addr = "127.0.0.1:0"
+		c.Ingest.MaxMessageSize = maxSize
+		c.IngestMemory = int(budget)
 	})
 	acc := s.NewAccount("a")
 	in := s.NewInbox(acc.Key, "agent")

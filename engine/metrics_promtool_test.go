@@ -59,7 +59,7 @@ func scrapeAfterTraffic(t *testing.T) []byte {
 		w.WriteHeader(http.StatusInternalServerError)
 	}))
 	defer hook.Close()
-	s := startAPI(t, func(c *app.Config) { c.SMTPAddr = "127.0.0.1:0" })
+	s := startAPI(t, func(c *app.Config) { c.SMTP.Addr = "127.0.0.1:0" })
 	a := s.NewAccount("a")
 	in := s.NewInbox(a.Key, "agent")
 	st, body, _ := call(s, "PATCH", "/v1/inboxes/"+in, a.Key, map[string]string{"webhookUrl": hook.URL})

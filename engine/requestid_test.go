@@ -108,7 +108,7 @@ func TestOperatorLogsForFailures(t *testing.T) {
 	defer hook.Close()
 	s := startAPI(t, func(c *app.Config) {
 		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
-		c.RetrySchedule = []time.Duration{0, 10 * time.Millisecond, 10 * time.Millisecond}
+		c.Delivery.Schedule = []time.Duration{0, 10 * time.Millisecond, 10 * time.Millisecond}
 	})
 	a := s.NewAccount("a")
 	in := s.NewInbox(a.Key, "agent")

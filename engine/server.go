@@ -24,14 +24,17 @@ import (
 )
 
 // Config configures the Server. Zero fields take the documented default
-// (applied by setDefaults, checked by Validate in cmd).
+// (applied by setDefaults). The settings a flag sets are validated by
+// internal/app's Config.Validate.
 type Config struct {
 	// Addr is the HTTP listen address. Default "127.0.0.1:8080"; ":0"
 	// picks a free port (see Server.Addr).
 	Addr string
 	// AdminToken enables /admin/v1 with this bearer token; "" disables it.
 	AdminToken string
-	// MaxMessageSize is the largest inbound message in bytes. Default 25 MiB.
+	// MaxMessageSize is the largest inbound message in bytes. Default
+	// ingest.DefaultMaxMessageSize (the node sets ingest's
+	// --max-message-size).
 	MaxMessageSize int
 	// AllowPrivateWebhooks lets webhook URLs point at loopback/private
 	// addresses (development and tests).
@@ -84,7 +87,7 @@ func (c *Config) setDefaults() {
 		c.Addr = "127.0.0.1:8080"
 	}
 	if c.MaxMessageSize <= 0 {
-		c.MaxMessageSize = 25 << 20
+		c.MaxMessageSize = ingest.DefaultMaxMessageSize
 	}
 	if c.AuthFailureBurst <= 0 {
 		c.AuthFailureBurst = 5

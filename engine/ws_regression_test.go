@@ -53,7 +53,7 @@ func TestRegressionLiveEventsInIDOrder(t *testing.T) {
 // dropped with the commands of the closing connection: the event then
 // timed out and went to the webhook).
 func TestRegressionAckBeforeCloseIsRecorded(t *testing.T) {
-	s := testserver.Start(t, func(c *app.Config) { c.AckTimeout = time.Hour })
+	s := testserver.Start(t, func(c *app.Config) { c.Delivery.AckTimeout = time.Hour })
 	acc := s.NewAccount("a")
 	in := s.NewInbox(acc.Key, "one")
 	for i := 0; i < 10; i++ {

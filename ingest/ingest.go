@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailwire/mailwire/internal/confcheck"
 	"github.com/mailwire/mailwire/internal/ids"
 	"github.com/mailwire/mailwire/mailparse"
 	"github.com/mailwire/mailwire/store"
@@ -45,19 +46,60 @@ var (
 	ErrIdempotencyMismatch = errors.New("the Idempotency-Key was used before with a different request")
 )
 
-// Config configures a Service.
+// DefaultMaxMessageSize is the largest inbound message by default
+// (--max-message-size, 25 MiB): the one home of the limit the HTTP and
+// SMTP edges enforce too.
+const DefaultMaxMessageSize = 25 << 20
+
+// Config configures a Service. DefaultConfig holds the defaults; a zero
+// field takes its default too. The fields a flag sets name it
+// (CONFIG.md), as Validate's messages do.
 type Config struct {
 	// MailDomain is the default domain of inbox addresses (an inbox
-	// created without a domain has it). Default "localhost".
+	// created without a domain has it): the first --mail-domain. Default
+	// "localhost".
 	MailDomain string
 	// OtherDomains are further domains the server serves: an inbox may be
-	// created on any of them (store.Inbox.Domain). Default none.
+	// created on any of them (store.Inbox.Domain); the rest of
+	// --mail-domain. Default none.
 	OtherDomains []string
-	// MaxMessageSize is the largest raw message accepted, in bytes.
-	// Default 25 MiB.
+	// MaxMessageSize is the largest raw message accepted, in bytes
+	// (--max-message-size; the node applies it to SMTP and HTTP as well).
+	// Default DefaultMaxMessageSize.
 	MaxMessageSize int
-	// Limits bound MIME parsing work.
+	// Limits bound MIME parsing work (MaxParts: --max-mime-parts).
 	Limits mailparse.Limits
+}
+
+// DefaultConfig is CONFIG.md's defaults: domain localhost, 25 MiB
+// messages, mailparse.DefaultMaxParts parts.
+func DefaultConfig() Config {
+	return Config{
+		MailDomain:     "localhost",
+		MaxMessageSize: DefaultMaxMessageSize,
+		Limits:         mailparse.Limits{MaxParts: mailparse.DefaultMaxParts},
+	}
+}
+
+// Domains is every domain served, the default (MailDomain) first.
+func (c Config) Domains() []string {
+	if c.MailDomain == "" {
+		return append([]string(nil), c.OtherDomains...)
+	}
+	return append([]string{c.MailDomain}, c.OtherDomains...)
+}
+
+// Validate reports every problem of the settings flags set at once, each
+// by its flag.
+func (c Config) Validate() error {
+	var p confcheck.Problems
+	for _, d := range c.Domains() {
+		p.Check(d != "" && !strings.ContainsAny(d, "@ /"), "--mail-domain %q is not a domain", d)
+	}
+	p.Check(c.MailDomain != "", "--mail-domain needs at least one domain")
+	p.Check(c.MaxMessageSize >= 1<<10 && c.MaxMessageSize <= 1<<30, "--max-message-size must be between 1KiB and 1GiB")
+	p.Check(c.Limits.MaxParts >= 1 && c.Limits.MaxParts <= 100000, "--max-mime-parts must be between 1 and 100000")
+	return p.Err()
 }
 
 // Service stores inbound mail.
@@ -71,7 +113,7 @@ type Service struct {
 // New returns a Service storing into st.
 func New(st store.Store, cfg Config) *Service {
 	if cfg.MailDomain == "" {
-		cfg.MailDomain = "localhost"
+		cfg.MailDomain = DefaultConfig().MailDomain
 	}
 	cfg.MailDomain = strings.ToLower(cfg.MailDomain)
 	others := make([]string, 0, len(cfg.OtherDomains))
@@ -82,7 +124,7 @@ func New(st store.Store, cfg Config) *Service {
 	}
 	cfg.OtherDomains = others
 	if cfg.MaxMessageSize <= 0 {
-		cfg.MaxMessageSize = 25 << 20
+		cfg.MaxMessageSize = DefaultMaxMessageSize
 	}
 	return &Service{db: st, cfg: cfg}
 }

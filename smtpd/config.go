@@ -11,14 +11,18 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/mailwire/mailwire/internal/confcheck"
 	"github.com/mailwire/mailwire/internal/limits"
 )
 
 // Config configures a Server. A zero field takes the default its comment
-// names; negative numbers and durations are invalid.
+// names; negative numbers and durations are invalid. DefaultConfig is a
+// node's defaults (with Addr, which New requires); the fields a flag sets
+// name it (CONFIG.md), as Validate's messages do.
 type Config struct {
 	// Addr is the listen address, e.g. "127.0.0.1:2525"; port 0 picks a
-	// free port (see Server.Addr). Required.
+	// free port (see Server.Addr). Required by New; for a node, empty
+	// disables SMTP (--smtp-addr).
 	Addr string
 	// Domain is the default mail domain of inbox addresses
 	// (<mailboxName>@Domain). Default: the ingest service's MailDomain;
@@ -27,8 +31,9 @@ type Config struct {
 	Domain string
 	// Hostname is the name in the greeting. Default Domain.
 	Hostname string
-	// MaxMessageSize is the largest message accepted, in bytes.
-	// Default DefaultMaxMessageSize (25 MiB).
+	// MaxMessageSize is the largest message accepted, in bytes. Default
+	// DefaultMaxMessageSize (ingest's; a node sets the ingest service's
+	// --max-message-size here).
 	MaxMessageSize int
 	// MaxRecipients is the most recipients accepted in one transaction;
 	// more get 452 4.5.3. Default DefaultMaxRecipients (50).
@@ -48,7 +53,8 @@ type Config struct {
 	// DefaultDataTimeout (5m).
 	DataTimeout time.Duration
 	// TLSCertFile and TLSKeyFile are PEM files; both or neither. Set, they
-	// enable STARTTLS. Default: no STARTTLS.
+	// enable STARTTLS (--smtp-tls-cert, --smtp-tls-key). Default: no
+	// STARTTLS.
 	TLSCertFile, TLSKeyFile string
 	// Memory is the message memory budget shared with HTTP; nil means
 	// none (tests). A transaction holds its share from MAIL FROM's SIZE=
@@ -65,6 +71,34 @@ type Config struct {
 	// Logger receives the server's logs; message bodies are never logged.
 	// Default slog.Default().
 	Logger *slog.Logger
+}
+
+// DefaultConfig is a node's SMTP defaults: CONFIG.md's --smtp-addr and
+// the limits.go constants. Domain and MaxMessageSize are left for the
+// node to set from the ingest service's configuration.
+func DefaultConfig() Config {
+	return Config{
+		Addr:           "127.0.0.1:2525",
+		MaxRecipients:  DefaultMaxRecipients,
+		MaxConnsPerIP:  DefaultMaxConnsPerIP,
+		MaxConns:       DefaultMaxConns,
+		CommandTimeout: DefaultCommandTimeout,
+		DataTimeout:    DefaultDataTimeout,
+	}
+}
+
+// Validate reports every problem of the settings flags set at once, each
+// by its flag. An empty Addr is valid here (SMTP disabled); New, which
+// needs an address, checks the whole Config again.
+func (c Config) Validate() error {
+	var p confcheck.Problems
+	if c.Addr != "" {
+		_, _, err := net.SplitHostPort(c.Addr)
+		p.Check(err == nil, "--smtp-addr %q is not host:port", c.Addr)
+	}
+	p.Check((c.TLSCertFile == "") == (c.TLSKeyFile == ""), "--smtp-tls-cert and --smtp-tls-key go together")
+	p.Check(c.MaxConnsPerIP >= 1, "--smtp-max-conns-per-ip must be at least 1")
+	return p.Err()
 }
 
 // withDefaults returns c with every zero field set to its default.

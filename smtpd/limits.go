@@ -1,14 +1,19 @@
 package smtpd
 
-import "time"
+import (
+	"time"
+
+	"github.com/mailwire/mailwire/ingest"
+)
 
 // Limits of the SMTP listener. Each one that a client can hit has a
 // rejected_total reason (metrics.go) and a test.
 const (
-	// DefaultMaxMessageSize is CONFIG.md's --max-message-size default. It
-	// is advertised as SIZE, refused early on MAIL FROM SIZE= and enforced
-	// while DATA is read (go-smtp counts the bytes after dot-unstuffing).
-	DefaultMaxMessageSize = 25 << 20
+	// DefaultMaxMessageSize is CONFIG.md's --max-message-size default
+	// (ingest's, the one home of the setting). It is advertised as SIZE,
+	// refused early on MAIL FROM SIZE= and enforced while DATA is read
+	// (go-smtp counts the bytes after dot-unstuffing).
+	DefaultMaxMessageSize = ingest.DefaultMaxMessageSize
 	// DefaultMaxRecipients bounds one transaction's accepted RCPTs (and
 	// so the inboxes one DeliverRaw batch writes). RFC 5321 4.5.3.1.8 asks
 	// for 100; senders split on 452, so 50 only costs them a second

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mailwire/mailwire/internal/limits"
 )
 
 // errUsage: the problem and the usage were printed already.
@@ -109,6 +111,8 @@ func parseSize(v string) (int, error) {
 
 func formatSize(n int) string {
 	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return strconv.Itoa(n>>30) + "GiB"
 	case n >= 1<<20 && n%(1<<20) == 0:
 		return strconv.Itoa(n>>20) + "MiB"
 	case n >= 1<<10 && n%(1<<10) == 0:
@@ -160,29 +164,77 @@ func formatDuration(d time.Duration) string {
 	return d.String()
 }
 
-// listValue is a flag that may be repeated, each value a comma-separated
-// list (--mail-domain a --mail-domain b,c); the first Set replaces the
-// default.
-type listValue struct {
-	list *[]string
-	set  bool
+// domainsValue is --mail-domain: it may be repeated, each value a
+// comma-separated list (--mail-domain a --mail-domain b,c); the first Set
+// replaces the default. The first domain goes to first (the default
+// domain), the others to rest.
+type domainsValue struct {
+	first *string
+	rest  *[]string
+	set   bool
 }
 
-func (l *listValue) String() string {
-	if l.list == nil {
+func (d *domainsValue) String() string {
+	if d.first == nil {
 		return ""
 	}
-	return strings.Join(*l.list, ",")
+	return strings.Join(append([]string{*d.first}, *d.rest...), ",")
 }
 
-func (l *listValue) Set(v string) error {
-	if !l.set {
-		*l.list, l.set = nil, true
+func (d *domainsValue) Set(v string) error {
+	if !d.set {
+		*d.first, *d.rest, d.set = "", nil, true
 	}
 	for _, p := range strings.Split(v, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			*l.list = append(*l.list, p)
+		switch p = strings.TrimSpace(p); {
+		case p == "":
+		case *d.first == "":
+			*d.first = p
+		default:
+			*d.rest = append(*d.rest, p)
 		}
 	}
+	return nil
+}
+
+// diskValue is --min-free-disk: a size, a percentage, or both ("1GiB,5%":
+// whichever is smaller on the data directory's filesystem); "0" is no
+// threshold.
+type diskValue struct{ t *limits.DiskThreshold }
+
+func (d diskValue) String() string {
+	if d.t == nil {
+		return ""
+	}
+	var parts []string
+	if d.t.Bytes > 0 {
+		parts = append(parts, formatSize(int(d.t.Bytes)))
+	}
+	if d.t.Percent > 0 {
+		parts = append(parts, strconv.FormatFloat(d.t.Percent, 'g', -1, 64)+"%")
+	}
+	if len(parts) == 0 {
+		return "0"
+	}
+	return strings.Join(parts, ",")
+}
+
+func (d diskValue) Set(v string) error {
+	var t limits.DiskThreshold
+	for _, part := range strings.Split(v, ",") {
+		p, err := limits.ParseDiskThreshold(part, parseSize)
+		if err != nil {
+			return err
+		}
+		if p.Percent > 0 {
+			t.Percent = p.Percent
+		} else {
+			t.Bytes = p.Bytes
+		}
+	}
+	if t == (limits.DiskThreshold{}) {
+		t.Bytes = -1 // "0": no threshold
+	}
+	*d.t = t
 	return nil
 }

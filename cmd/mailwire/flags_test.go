@@ -77,6 +77,8 @@ func TestFormatSize(t *testing.T) {
 	f(1<<20, "1MiB")
 	f(25<<20, "25MiB")
 	f(3<<19, "1536KiB")
+	f(1<<30, "1GiB")
+	f(3<<29, "1536MiB")
 }
 
 func TestRetrySchedule(t *testing.T) {
@@ -131,8 +133,8 @@ func TestRetrySchedule(t *testing.T) {
 	if err := fs.Parse([]string{"--retry-schedule", "0s,50ms"}); err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(c.RetrySchedule, []time.Duration{0, 50 * time.Millisecond}) {
-		t.Fatalf("--retry-schedule 0s,50ms gave %v", c.RetrySchedule)
+	if !reflect.DeepEqual(c.Delivery.Schedule, []time.Duration{0, 50 * time.Millisecond}) {
+		t.Fatalf("--retry-schedule 0s,50ms gave %v", c.Delivery.Schedule)
 	}
 }
 
@@ -196,22 +198,22 @@ func TestServeEnvPrecedence(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The flag wins over the variable.
-	if c.HTTPAddr != "127.0.0.1:0" || c.MaxMessageSize != 2<<20 || c.WSPingInterval != 7*time.Second {
-		t.Errorf("flags did not win: addr %q size %d ping %s", c.HTTPAddr, c.MaxMessageSize, c.WSPingInterval)
+	if c.HTTPAddr != "127.0.0.1:0" || c.Ingest.MaxMessageSize != 2<<20 || c.WS.PingInterval != 7*time.Second {
+		t.Errorf("flags did not win: addr %q size %d ping %s", c.HTTPAddr, c.Ingest.MaxMessageSize, c.WS.PingInterval)
 	}
 	// Variables fill the rest.
-	if !reflect.DeepEqual(c.MailDomains, []string{"env.example"}) || !c.Dev || !c.WebhookAllowPrivate || c.SMTPAddr != "" || c.AdminToken != "from-env" ||
-		!reflect.DeepEqual(c.RetrySchedule, []time.Duration{0, time.Second}) {
+	if !reflect.DeepEqual(c.Ingest.Domains(), []string{"env.example"}) || !c.Dev || !c.Delivery.Webhook.AllowPrivate || c.SMTP.Addr != "" || c.AdminToken != "from-env" ||
+		!reflect.DeepEqual(c.Delivery.Schedule, []time.Duration{0, time.Second}) {
 		t.Errorf("env not applied: %+v", c)
 	}
 	// Untouched flags keep their defaults.
-	if c.DataDir != "./data" || c.ReplayLimit != 100 || c.WSMaxFrame != 64<<10 || c.LogLevel != "info" {
+	if c.DataDir != "./data" || c.WS.ReplayLimit != 100 || c.WS.MaxFrame != 64<<10 || c.LogLevel != "info" {
 		t.Errorf("defaults changed: %+v", c)
 	}
 	// A flag given with its default value still wins.
 	c, err = parseServe(t, "--mail-domain", "localhost")
-	if err != nil || !reflect.DeepEqual(c.MailDomains, []string{"localhost"}) {
-		t.Errorf("--mail-domain localhost lost to the variable: %q %v", c.MailDomains, err)
+	if err != nil || !reflect.DeepEqual(c.Ingest.Domains(), []string{"localhost"}) {
+		t.Errorf("--mail-domain localhost lost to the variable: %q %v", c.Ingest.Domains(), err)
 	}
 }
 
@@ -225,8 +227,8 @@ func TestServeMailDomains(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%q: %v", args, err)
 		}
-		if !reflect.DeepEqual(c.MailDomains, want) {
-			t.Errorf("%q: domains %q, want %q", args, c.MailDomains, want)
+		if !reflect.DeepEqual(c.Ingest.Domains(), want) {
+			t.Errorf("%q: domains %q, want %q", args, c.Ingest.Domains(), want)
 		}
 	}
 	f([]string{"localhost"})

@@ -12,14 +12,18 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/mailwire/mailwire/internal/confcheck"
 )
 
 // Config sets the limits of a Client. A zero or negative field takes its
-// default.
+// default (DefaultConfig). The fields a flag sets name it (CONFIG.md), as
+// Validate's messages do.
 type Config struct {
 	// Timeout bounds one whole attempt: waiting for a connection, resolving,
 	// connecting, writing the request, reading the status, the headers and
-	// the part of the body that is read. Default DefaultTimeout (15 s).
+	// the part of the body that is read (--webhook-timeout). Default
+	// DefaultTimeout (15 s).
 	Timeout time.Duration
 	// MaxConnsPerHost caps concurrent connections to one host (host:port and
 	// scheme). Default DefaultMaxConnsPerHost (64).
@@ -36,7 +40,7 @@ type Config struct {
 	// Default DefaultIdleConnTimeout (4 s).
 	IdleConnTimeout time.Duration
 	// AllowPrivate lifts the SSRF address and name checks (local development
-	// and tests). Zero value: they apply. Scheme and userinfo checks always
+	// and tests; --webhook-allow-private). Zero value: they apply. Scheme and userinfo checks always
 	// apply.
 	AllowPrivate bool
 	// Resolver resolves receiver host names at connect time.
@@ -44,6 +48,26 @@ type Config struct {
 	Resolver Resolver
 	// UserAgent is the User-Agent header. Default DefaultUserAgent.
 	UserAgent string
+}
+
+// DefaultConfig is a Client's defaults (the limits.go constants); its
+// UserAgent is left empty for the node to name its version
+// (DefaultUserAgent otherwise).
+func DefaultConfig() Config {
+	return Config{
+		Timeout:         DefaultTimeout,
+		MaxConnsPerHost: DefaultMaxConnsPerHost,
+		MaxResponseBody: DefaultMaxResponseBody,
+		IdleConnTimeout: DefaultIdleConnTimeout,
+	}
+}
+
+// Validate reports every problem of the settings a flag sets at once,
+// each by its flag.
+func (cfg Config) Validate() error {
+	var p confcheck.Problems
+	p.Check(cfg.Timeout >= 100*time.Millisecond, "--webhook-timeout must be at least 100ms")
+	return p.Err()
 }
 
 func (cfg Config) withDefaults() Config {

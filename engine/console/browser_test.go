@@ -22,7 +22,7 @@ import (
 
 // oneAttempt makes an event with no WebSocket and no webhook fail at its
 // first attempt, so tests have failed events without waiting.
-func oneAttempt(c *app.Config) { c.RetrySchedule = []time.Duration{0} }
+func oneAttempt(c *app.Config) { c.Delivery.Schedule = []time.Duration{0} }
 
 // failedEvent stores a message nobody listens to and waits for its event
 // to fail.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -18,73 +19,154 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/mailwire/mailwire/delivery"
-	"github.com/mailwire/mailwire/delivery/webhook"
 	"github.com/mailwire/mailwire/engine"
 	"github.com/mailwire/mailwire/engine/ws"
 	"github.com/mailwire/mailwire/ingest"
 	"github.com/mailwire/mailwire/internal/cluster"
+	"github.com/mailwire/mailwire/internal/confcheck"
 	"github.com/mailwire/mailwire/internal/limits"
 	"github.com/mailwire/mailwire/internal/mcpserver"
 	"github.com/mailwire/mailwire/internal/pdftext"
-	"github.com/mailwire/mailwire/mailparse"
+	"github.com/mailwire/mailwire/smtpd"
 	"github.com/mailwire/mailwire/store"
 	"github.com/mailwire/mailwire/store/jsstore"
 )
 
-// Config is every setting of a node (CONFIG.md's `serve` flags).
+// Config is every setting of a node (CONFIG.md's `serve` flags): the
+// node's own fields and each component's Config. DefaultConfig is
+// CONFIG.md's defaults; a zero field still takes the component's default
+// (tests build on the zero Config). Each field a flag sets names it, as
+// Validate's messages do. The settings several components share have one
+// home and Start hands them on: Ingest.MaxMessageSize to the HTTP and SMTP
+// edges and the memory budget, Delivery.Webhook.AllowPrivate to the
+// engine's webhook URL checks.
 type Config struct {
+	// HTTPAddr is the HTTP API, /v1/ws and /metrics address (--http-addr).
 	HTTPAddr        string
 	HTTPIdleTimeout time.Duration // 0: the engine's default (60s)
 	HTTPHeadTimeout time.Duration // 0: the engine's default (10s)
-	SMTPAddr        string        // "" disables SMTP
-	SMTPTLSCert     string
-	SMTPTLSKey      string
-	DataDir         string
-	FS              vfs.FS // nil: the OS filesystem (tests inject Pebble's)
-	MailDomain      string
-	// OtherMailDomains are served besides MailDomain (the default).
-	OtherMailDomains    []string
-	AdminToken          string
-	WS                  ws.Config
-	AckTimeout          time.Duration
-	MaxEventBytes       int // 0: store.DefaultMaxEventBytes
-	RetrySchedule       []time.Duration
-	WebhookTimeout      time.Duration
-	WebhookWorkers      int
-	WebhookAllowPrivate bool
-	Retention           time.Duration
-	FailedRetention     time.Duration
-	MaxMessageSize      int
-	MaxMIMEParts        int // 0: mailparse.DefaultMaxParts
+	// DataDir is the Pebble database's directory (--data-dir).
+	DataDir string
+	FS      vfs.FS // nil: the OS filesystem (tests inject Pebble's)
+	// AdminToken enables /admin/v1 with this bearer token (--admin-token).
+	AdminToken string
+	// MaxEventBytes is the largest event frame / webhook body
+	// (--max-event-bytes; 0: store.DefaultMaxEventBytes).
+	MaxEventBytes int
 	// IngestMemory is --ingest-memory (0: limits.DefaultIngestMemory).
-	IngestMemory int64
+	IngestMemory int
 	// MinFreeDisk is --min-free-disk (zero: limits.DefaultDiskThreshold).
 	MinFreeDisk limits.DiskThreshold
 	// HTTPMaxConnsPerIP is --http-max-conns-per-ip (0: no cap; negative:
-	// the default, 256). SMTPMaxConnsPerIP is --smtp-max-conns-per-ip (0:
-	// the default, 100).
+	// DefaultHTTPMaxConnsPerIP).
 	HTTPMaxConnsPerIP int
-	SMTPMaxConnsPerIP int
-	// NATS, when NATS.URL is set, makes the node one of a cluster on NATS
-	// JetStream (docs/CLUSTER.md) instead of a node on its own Pebble
-	// store.
-	NATS    NATSConfig
-	Version string
-	Logger  *slog.Logger
 	// AccessLog is --access-log: one log line per HTTP request.
 	AccessLog bool
 	// PublicURL is --public-url: the base that makes attachment URLs
-	// absolute, in events and in the REST API (Pebble store only).
+	// absolute, in events and in the REST API.
 	PublicURL string
+	// NATS, when NATS.URL is set, makes the node one of a cluster on NATS
+	// JetStream (docs/CLUSTER.md) instead of a node on its own Pebble
+	// store.
+	NATS NATSConfig
+
+	// WS is the WebSocket settings (--ws-*, --replay-limit; its Metrics
+	// and Logger are the engine's).
+	WS ws.Config
+	// Delivery is the retry schedule, the ack timeout, the webhook client
+	// and workers, and retention (--retry-schedule, --ws-ack-timeout,
+	// --webhook-*, --retention, --failed-retention; Metrics and Logger
+	// are set by Start).
+	Delivery delivery.Config
+	// Ingest is the mail domains and the message limits
+	// (--mail-domain, --max-message-size, --max-mime-parts).
+	Ingest ingest.Config
+	// SMTP is the SMTP listener (--smtp-addr, "" disables SMTP;
+	// --smtp-tls-cert, --smtp-tls-key, --smtp-max-conns-per-ip). Its
+	// Domain and MaxMessageSize come from Ingest, its budgets, Metrics and
+	// Logger from Start.
+	SMTP smtpd.Config
+
+	Version string
+	Logger  *slog.Logger
 }
 
 // NATSConfig is the cluster flags (--nats-*, --node-name).
 type NATSConfig struct {
-	URL       string
-	Node      string
-	Replicas  int
+	// URL is --nats-url: the NATS servers, comma-separated; "" runs the
+	// node alone on Pebble.
+	URL string
+	// Node is --node-name (mailwire serve defaults it).
+	Node string
+	// Replicas is --nats-replicas.
+	Replicas int
+	// CredsFile is --nats-creds; TLSCA is --nats-tls-ca.
 	CredsFile string
 	TLSCA     string
+}
+
+// DefaultConfig is CONFIG.md's defaults: the node's own and each
+// component's DefaultConfig.
+func DefaultConfig() Config {
+	return Config{
+		HTTPAddr:          "127.0.0.1:8080",
+		DataDir:           "./data",
+		MaxEventBytes:     store.DefaultMaxEventBytes,
+		MinFreeDisk:       limits.DefaultDiskThreshold,
+		HTTPMaxConnsPerIP: DefaultHTTPMaxConnsPerIP,
+		NATS:              NATSConfig{Replicas: 3},
+		WS:                ws.DefaultConfig(),
+		Delivery:          delivery.DefaultConfig(),
+		Ingest:            ingest.DefaultConfig(),
+		SMTP:              smtpd.DefaultConfig(),
+	}
+}
+
+// Validate reports every problem at once, each naming its flag: the
+// node's own settings', then each component's Validate. It checks the
+// settings as flags give them (DefaultConfig changed), not the zero
+// Config.
+func (c Config) Validate() error {
+	var p confcheck.Problems
+	_, _, err := net.SplitHostPort(c.HTTPAddr)
+	p.Check(err == nil, "--http-addr %q is not host:port", c.HTTPAddr)
+	p.Check(c.DataDir != "", "--data-dir is required")
+	p.Check(c.MaxEventBytes >= 16<<10 && c.MaxEventBytes <= 64<<20, "--max-event-bytes must be between 16KiB and 64MiB")
+	p.Check(c.IngestMemory == 0 || int64(c.IngestMemory) >= limits.MessageCost(c.Ingest.MaxMessageSize),
+		"--ingest-memory must hold at least one message of --max-message-size (%d bytes)", limits.MessageCost(c.Ingest.MaxMessageSize))
+	p.Check(c.HTTPMaxConnsPerIP >= 0, "--http-max-conns-per-ip must not be negative")
+	if c.PublicURL != "" {
+		pu, err := url.Parse(c.PublicURL)
+		p.Check(err == nil && (pu.Scheme == "http" || pu.Scheme == "https") && pu.Host != "" && pu.User == nil && pu.RawQuery == "" && pu.Fragment == "",
+			"--public-url %q is not an http(s) base URL (https://mail.example.com)", c.PublicURL)
+	}
+	p.Add(c.NATS.Validate())
+	p.Add(c.SMTP.Validate())
+	p.Add(c.Ingest.Validate())
+	p.Add(c.WS.Validate())
+	p.Add(c.Delivery.Validate())
+	return p.Err()
+}
+
+// Validate reports every problem of the cluster flags at once; the files
+// named must exist.
+func (c NATSConfig) Validate() error {
+	var p confcheck.Problems
+	if c.URL != "" {
+		for _, u := range strings.Split(c.URL, ",") {
+			pu, err := url.Parse(strings.TrimSpace(u))
+			p.Check(err == nil && (pu.Scheme == "nats" || pu.Scheme == "tls" || pu.Scheme == "ws" || pu.Scheme == "wss") && pu.Host != "",
+				"--nats-url %q is not a NATS URL (nats://host:port)", u)
+		}
+	}
+	p.Check(c.Replicas >= 1 && c.Replicas <= 5, "--nats-replicas must be between 1 and 5")
+	for _, f := range []struct{ flag, file string }{{"--nats-creds", c.CredsFile}, {"--nats-tls-ca", c.TLSCA}} {
+		if f.file != "" {
+			_, err := os.Stat(f.file)
+			p.Check(err == nil, "%s %q: %v", f.flag, f.file, err)
+		}
+	}
+	return p.Err()
 }
 
 // App is a running node.
@@ -124,8 +206,8 @@ func Start(cfg Config) (*App, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	if len(cfg.RetrySchedule) == 0 {
-		cfg.RetrySchedule = delivery.DefaultSchedule
+	if len(cfg.Delivery.Schedule) == 0 {
+		cfg.Delivery.Schedule = delivery.DefaultConfig().Schedule
 	}
 	if cfg.FS == nil {
 		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -142,26 +224,13 @@ func Start(cfg Config) (*App, error) {
 		lim.Disk.Stop()
 		return nil, err
 	}
-	disp := delivery.New(db, delivery.Config{
-		Schedule:        cfg.RetrySchedule,
-		AckTimeout:      cfg.AckTimeout,
-		WebhookWorkers:  cfg.WebhookWorkers,
-		Retention:       cfg.Retention,
-		FailedRetention: cfg.FailedRetention,
-		Webhook: webhook.Config{
-			Timeout:      cfg.WebhookTimeout,
-			AllowPrivate: cfg.WebhookAllowPrivate,
-			UserAgent:    "mailwire-webhook/" + cfg.Version,
-		},
-		Metrics: dset,
-		Logger:  log,
-	})
-	ing := ingest.New(db, ingest.Config{
-		MailDomain:     cfg.MailDomain,
-		OtherDomains:   cfg.OtherMailDomains,
-		MaxMessageSize: cfg.MaxMessageSize,
-		Limits:         mailparse.Limits{MaxParts: cfg.MaxMIMEParts},
-	})
+	dcfg := cfg.Delivery
+	if dcfg.Webhook.UserAgent == "" {
+		dcfg.Webhook.UserAgent = "mailwire-webhook/" + cfg.Version
+	}
+	dcfg.Metrics, dcfg.Logger = dset, log
+	disp := delivery.New(db, dcfg)
+	ing := ingest.New(db, cfg.Ingest)
 	// /v1/mcp's tools call this node's own API over loopback with the
 	// caller's key (internal/mcpserver); PDF attachments are read in a
 	// child process of this binary (internal/pdftext: main calls Child).
@@ -178,8 +247,8 @@ func Start(cfg Config) (*App, error) {
 		IdleTimeout:          cfg.HTTPIdleTimeout,
 		HeadTimeout:          cfg.HTTPHeadTimeout,
 		AdminToken:           cfg.AdminToken,
-		MaxMessageSize:       cfg.MaxMessageSize,
-		AllowPrivateWebhooks: cfg.WebhookAllowPrivate,
+		MaxMessageSize:       cfg.Ingest.MaxMessageSize,
+		AllowPrivateWebhooks: cfg.Delivery.Webhook.AllowPrivate,
 		WS:                   cfg.WS,
 		Metrics:              eset,
 		ExtraMetrics:         []*metrics.Set{dset},
@@ -196,7 +265,7 @@ func Start(cfg Config) (*App, error) {
 	if js != nil {
 		// The node pushes what it reads from the shared log to its own
 		// sockets, and attempts learn what every node wrote.
-		a.cluster = cluster.New(js, pusher, cluster.Config{FirstDelay: cfg.RetrySchedule[0], Metrics: dset, Logger: log})
+		a.cluster = cluster.New(js, pusher, cluster.Config{FirstDelay: cfg.Delivery.Schedule[0], Metrics: dset, Logger: log})
 		if err := a.cluster.Start(); err != nil {
 			a.stop(context.Background())
 			return nil, fmt.Errorf("cannot join the cluster: %w", err)
@@ -209,7 +278,7 @@ func Start(cfg Config) (*App, error) {
 		a.stop(context.Background())
 		return nil, err
 	}
-	if cfg.SMTPAddr != "" {
+	if cfg.SMTP.Addr != "" {
 		s, err := startSMTP(cfg, db, ing, lim, eset, log)
 		if err != nil {
 			a.stop(context.Background())
@@ -260,7 +329,7 @@ func openStore(cfg Config, lim engine.Limits, log *slog.Logger) (store.Store, *j
 	if cfg.NATS.URL != "" {
 		js, err := jsstore.Open(jsstore.Options{URL: cfg.NATS.URL, Node: cfg.NATS.Node, Replicas: cfg.NATS.Replicas,
 			CredsFile: cfg.NATS.CredsFile, TLSCA: cfg.NATS.TLSCA, MaxEventBytes: cfg.MaxEventBytes, PublicURL: cfg.PublicURL,
-			Retention: max(cfg.Retention, cfg.FailedRetention), Logger: log})
+			Retention: max(cfg.Delivery.Retention, cfg.Delivery.FailedRetention), Logger: log})
 		if err != nil {
 			return nil, nil, false, err
 		}
@@ -351,14 +420,14 @@ func (a *App) stop(ctx context.Context) error {
 // newLimits makes the resource budgets shared by HTTP and SMTP.
 func newLimits(cfg Config, set *metrics.Set, log *slog.Logger) (engine.Limits, error) {
 	var l engine.Limits
-	mem := cfg.IngestMemory
+	mem := int64(cfg.IngestMemory)
 	if mem <= 0 {
-		mem = limits.DefaultIngestMemory(cfg.MaxMessageSize)
+		mem = limits.DefaultIngestMemory(cfg.Ingest.MaxMessageSize)
 	}
 	l.Memory = limits.NewMemory(mem, set, log)
-	workers := cfg.WebhookWorkers
+	workers := cfg.Delivery.WebhookWorkers
 	if workers <= 0 {
-		workers = 64
+		workers = delivery.DefaultConfig().WebhookWorkers
 	}
 	fds := limits.NewDescriptors(int64(pebbleFiles+otherFiles+workers), set, log)
 	perIP := cfg.HTTPMaxConnsPerIP

@@ -17,21 +17,14 @@ type smtpServer interface {
 	Shutdown(context.Context) error
 }
 
-// startSMTP starts the SMTP listener (smtpd) on cfg.SMTPAddr.
+// startSMTP starts the SMTP listener (smtpd) on cfg.SMTP.Addr, with the
+// ingest service's domain and message size and the node's budgets.
 func startSMTP(cfg Config, db store.Directory, ing *ingest.Service, lim engine.Limits, set *metrics.Set, log *slog.Logger) (smtpServer, error) {
-	s, err := smtpd.New(smtpd.Config{
-		Addr:           cfg.SMTPAddr,
-		MaxConnsPerIP:  cfg.SMTPMaxConnsPerIP,
-		Memory:         lim.Memory,
-		Disk:           lim.Disk,
-		Descriptors:    lim.Descriptors,
-		Domain:         cfg.MailDomain,
-		MaxMessageSize: cfg.MaxMessageSize,
-		TLSCertFile:    cfg.SMTPTLSCert,
-		TLSKeyFile:     cfg.SMTPTLSKey,
-		Metrics:        set,
-		Logger:         log,
-	}, db, ing)
+	sc := cfg.SMTP
+	sc.Domain, sc.MaxMessageSize = cfg.Ingest.MailDomain, cfg.Ingest.MaxMessageSize
+	sc.Memory, sc.Disk, sc.Descriptors = lim.Memory, lim.Disk, lim.Descriptors
+	sc.Metrics, sc.Logger = set, log
+	s, err := smtpd.New(sc, db, ing)
 	if err != nil {
 		return nil, err
 	}

@@ -192,7 +192,7 @@ func TestWebhookOncePerAttempt(t *testing.T) {
 	defer recv.Close()
 	// Five nodes, as the issue asks: exactly one of them makes each attempt.
 	c := startCluster(t, 5, func(cfg *app.Config) {
-		cfg.RetrySchedule = []time.Duration{0, 300 * time.Millisecond, 300 * time.Millisecond, 300 * time.Millisecond}
+		cfg.Delivery.Schedule = []time.Duration{0, 300 * time.Millisecond, 300 * time.Millisecond, 300 * time.Millisecond}
 	})
 	a := c.nodes[0]
 	acc := a.NewAccount("acme")

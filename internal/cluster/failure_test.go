@@ -24,7 +24,7 @@ import (
 // never acknowledged, sockets and reads stay up, /readyz says why; once
 // NATS is back the node takes mail again by itself and delivers it.
 func TestNATSOutageRefusesIngestAndRecovers(t *testing.T) {
-	c := startCluster(t, 2, func(cfg *app.Config) { cfg.SMTPAddr = "127.0.0.1:0" })
+	c := startCluster(t, 2, func(cfg *app.Config) { cfg.SMTP.Addr = "127.0.0.1:0" })
 	a, b := c.nodes[0], c.nodes[1]
 	acc := a.NewAccount("acme")
 	inbox := a.NewInbox(acc.Key, "agent")
@@ -256,7 +256,7 @@ func TestSlowAttemptKeepsItsLease(t *testing.T) {
 	}))
 	defer recv.Close()
 	defer close(release)
-	c := startCluster(t, 3, func(cfg *app.Config) { cfg.WebhookTimeout = 20 * time.Second })
+	c := startCluster(t, 3, func(cfg *app.Config) { cfg.Delivery.Webhook.Timeout = 20 * time.Second })
 	a := c.nodes[0]
 	acc := a.NewAccount("acme")
 	inbox := a.NewInbox(acc.Key, "agent")
@@ -425,7 +425,7 @@ func TestTwoLeasesOfOneEventOnOneNode(t *testing.T) {
 	}))
 	defer recv.Close()
 	defer close(release)
-	c := startCluster(t, 1, func(cfg *app.Config) { cfg.WebhookTimeout = 40 * time.Second })
+	c := startCluster(t, 1, func(cfg *app.Config) { cfg.Delivery.Webhook.Timeout = 40 * time.Second })
 	a := c.nodes[0]
 	acc := a.NewAccount("acme")
 	inbox := a.NewInbox(acc.Key, "agent")

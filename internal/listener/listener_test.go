@@ -87,7 +87,7 @@ func (r *running) waitLog(t *testing.T, what, sub string) {
 }
 
 // withAckTimeout holds acking connections to acks (the CLI default is 30s).
-func withAckTimeout(c *app.Config) { c.AckTimeout = 20 * time.Second }
+func withAckTimeout(c *app.Config) { c.Delivery.AckTimeout = 20 * time.Second }
 
 func TestListenPrintsJSONAndResumes(t *testing.T) {
 	s := testserver.Start(t, withAckTimeout)

@@ -35,7 +35,7 @@ var allTools = []string{"get_attachment", "list_inboxes", "list_threads", "mark_
 
 func startServer(t *testing.T) *testserver.Server {
 	t.Helper()
-	return testserver.Start(t, func(c *app.Config) { c.SMTPAddr = "127.0.0.1:0" })
+	return testserver.Start(t, func(c *app.Config) { c.SMTP.Addr = "127.0.0.1:0" })
 }
 
 // bearer adds the key to every request (what an MCP host does with a

@@ -60,16 +60,17 @@ var (
 // DefaultConfig is the configuration tests start from: loopback, port 0,
 // no SMTP, private webhooks allowed, the admin API on.
 func DefaultConfig(dir string) app.Config {
-	return app.Config{
-		HTTPAddr:            "127.0.0.1:0",
-		DataDir:             dir,
-		MailDomain:          "mail.test",
-		AdminToken:          AdminToken,
-		WebhookAllowPrivate: true,
-		WebhookTimeout:      2 * time.Second,
-		Version:             "test",
-		Logger:              Logger(),
+	cfg := app.Config{
+		HTTPAddr:   "127.0.0.1:0",
+		DataDir:    dir,
+		AdminToken: AdminToken,
+		Version:    "test",
+		Logger:     Logger(),
 	}
+	cfg.Ingest.MailDomain = "mail.test"
+	cfg.Delivery.Webhook.AllowPrivate = true
+	cfg.Delivery.Webhook.Timeout = 2 * time.Second
+	return cfg
 }
 
 // Start starts a node with DefaultConfig changed by mods; it is stopped
