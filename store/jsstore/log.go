@@ -103,7 +103,7 @@ func decodeRecord(rec []byte) ([]recordPart, error) {
 
 // publish stores one record durably (the PubAck with the stream's
 // replicas), retrying through leader changes and lost servers until ctx
-// ends. Each try waits at most publishAttemptTimeout (plus a second per
+// ends. Each try waits at most publishAttemptTimeout (plus 2 s per
 // MiB) for its ack: a publish whose server went away (its ack lost, the
 // record maybe stored by the stream's new leader) is sent again with the
 // same Nats-Msg-Id, which the stream answers as a duplicate of the stored
@@ -123,7 +123,7 @@ func (s *Store) publish(ctx context.Context, m *nats.Msg, id string) (*jetstream
 	mayHaveLanded := false
 	for try := 0; ; try++ {
 		opts := []jetstream.PublishOpt{jetstream.WithMsgID(id), jetstream.WithRetryAttempts(20), jetstream.WithRetryWait(250 * time.Millisecond)}
-		actx, cancel := context.WithTimeout(ctx, publishAttemptTimeout+time.Duration(len(m.Data)>>20)*time.Second)
+		actx, cancel := context.WithTimeout(ctx, publishAttemptTimeout+perMiB(len(m.Data)))
 		ack, err := s.js.PublishMsg(actx, m, opts...)
 		cancel()
 		if err == nil {
@@ -145,6 +145,18 @@ func (s *Store) publish(ctx context.Context, m *nats.Msg, id string) (*jetstream
 		case <-time.After(min(time.Duration(try+1)*100*time.Millisecond, time.Second)):
 		}
 	}
+}
+
+// perMiB is the extra time a write of n bytes gets on top of its bound:
+// 2 s per MiB (an R3 stream that fsyncs every write, on a loaded machine,
+// stores a few MiB a second).
+func perMiB(n int) time.Duration { return time.Duration(n>>20) * 2 * time.Second }
+
+func attachmentBytes(atts [][]byte) (n int) {
+	for _, a := range atts {
+		n += len(a)
+	}
+	return n
 }
 
 // retryablePublish reports whether a failed publish may succeed if sent
@@ -233,7 +245,7 @@ func (s *Store) Append(accounts []string, build func(evtIDs []string) ([]store.I
 }
 
 func (s *Store) appendOne(it *store.Inbound) error {
-	ctx, cancel := context.WithTimeout(s.ctx, publishTimeout+time.Duration(len(it.Raw)>>20)*time.Second)
+	ctx, cancel := context.WithTimeout(s.ctx, publishTimeout+perMiB(len(it.Raw)+attachmentBytes(it.Attachments)))
 	defer cancel()
 	m := &it.Message
 	if len(it.Event.Head)+len(it.Event.Tail)+4096 > s.maxPayload {
@@ -423,7 +435,7 @@ func (s *Store) part(msgID string, parts []recordPart, i int) ([]byte, error) {
 	// A replica may not have the object yet right after it was written.
 	var err error
 	for try := 0; try < 20; try++ {
-		ctx, cancel := context.WithTimeout(s.ctx, publishTimeout+time.Duration(p.n>>20)*time.Second)
+		ctx, cancel := context.WithTimeout(s.ctx, publishTimeout+perMiB(p.n))
 		var b []byte
 		b, err = s.blobs.GetBytes(ctx, blobName(msgID, i))
 		cancel()

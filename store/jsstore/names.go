@@ -108,7 +108,7 @@ const (
 	// been stored; the client's retry may store it a second time).
 	publishTimeout = 10 * time.Second
 	// publishAttemptTimeout bounds one try of a publish within
-	// publishTimeout (plus a second per MiB of the record): long enough for
+	// publishTimeout (plus 2 s per MiB of the record): long enough for
 	// a stream's replicas to agree on a loaded machine, short enough that a
 	// try sent to a server that died is sent again while the client still
 	// waits. A try that was only slow is answered as a duplicate.
