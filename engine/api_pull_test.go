@@ -549,8 +549,10 @@ func TestPullAck(t *testing.T) {
 	start := pull(t, s, a.Key, nil).Cursor
 	e1, e2 := s.Inbound(a.Key, in, "one"), s.Inbound(a.Key, in, "two")
 	foreign := s.Inbound(b.Key, s.NewInbox(b.Key, "acks-b"), "b's")
-	testserver.WaitFor(t, 10*time.Second, "both events failed (no channel)", func() bool {
-		return s.EventStatus(a.Key, e1) == "failed" && s.EventStatus(a.Key, e2) == "failed"
+	// b's event too: the check below that a's ack left it alone reads
+	// "failed", which it only is once its attempts ran out.
+	testserver.WaitFor(t, 10*time.Second, "the events failed (no channel)", func() bool {
+		return s.EventStatus(a.Key, e1) == "failed" && s.EventStatus(a.Key, e2) == "failed" && s.EventStatus(b.Key, foreign) == "failed"
 	})
 	if p := pull(t, s, a.Key, vals("after", start)); !slices.Equal(p.ids(), []string{e1, e2}) {
 		t.Fatalf("pulled %v", p.ids())
