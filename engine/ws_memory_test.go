@@ -29,7 +29,7 @@ import (
 // Here every connection gets every event: the connections share one copy
 // of each frame, so their backlogs, each up to the cap, cost a few frames
 // in all. It was one nbio copy of every unsent frame per connection (live
-// heap 1.0 × the cap each, in use 1.22–1.29 × here and 1.6–2.0 × in the
+// heap 0.96–1.00 × the cap each, in use 1.20–1.29 × here and 1.6–2.0 × in the
 // issue's measurement).
 func TestWSSlowConsumersShareFramesOnTheHeap(t *testing.T) {
 	h := slowConsumersHeap(t, 40, 1<<20, false)
@@ -47,8 +47,8 @@ func TestWSSlowConsumersShareFramesOnTheHeap(t *testing.T) {
 // still bounded by the cap: the whole frames not yet completely written
 // count, not only their unsent bytes. The cap is 4 MiB (~300 events), so
 // that what the ingestion holds at a given moment weighs little beside 8
-// backlogs. Measured: 1.28–1.29 × the cap live before the frames were
-// shared and counted whole, 1.09 × after. The heap in use, one event's
+// backlogs. Measured: 1.28–1.30 × the cap live before the frames were
+// shared and counted whole, 1.08–1.10 × after. The heap in use, one event's
 // ingestion garbage included, is only logged.
 func TestWSSlowConsumerHeapStopsAtTheCap(t *testing.T) {
 	if raceEnabled {
