@@ -15,10 +15,13 @@
 // one heartbeat goroutine sends pings and enforces pong deadlines.
 //
 // Events are encoded once per attempt (header + payload in one buffer) and
-// the same bytes are written to every matching connection; nbio copies
-// only an unsent tail. Unsent bytes per connection are counted through
-// nbio's OnWrittenSize hook and bounded by --ws-max-pending (policy:
-// close 1008, the event stays replayable).
+// the same bytes are written to every matching connection; what a socket
+// cannot take at once stays queued by reference (nbio's WriteShared, see
+// third_party/nbio/MAILWIRE.md), so connections that fall behind share
+// one copy of each frame. What a connection holds (the frames not yet
+// completely written, whole, settled through nbio's OnWrittenSize hook)
+// is bounded by --ws-max-pending (policy: close 1008, the event stays
+// replayable).
 //
 // # Concurrency
 //

@@ -65,7 +65,7 @@ func serveFlags(c *serveConfig) *flag.FlagSet {
 	fs.IntVar(&c.WS.RateFrames, "ws-rate-frames", c.WS.RateFrames, "client frames allowed per --ws-rate-window; more get close 4029")
 	fs.DurationVar(&c.WS.RateWindow, "ws-rate-window", c.WS.RateWindow, "window of --ws-rate-frames")
 	fs.Var(sizeValue{&c.WS.MaxFrame}, "ws-max-frame", "largest client frame accepted (`size`, e.g. 64KiB); larger get close 1009")
-	fs.Var(sizeValue{&c.WS.MaxPending}, "ws-max-pending", "unsent bytes allowed per connection (`size`) before it is closed as a slow consumer (1008)")
+	fs.Var(sizeValue{&c.WS.MaxPending}, "ws-max-pending", "unsent bytes allowed per connection (`size`; a frame not yet completely written counts whole) before it is closed as a slow consumer (1008)")
 	fs.DurationVar(&c.Delivery.AckTimeout, "ws-ack-timeout", c.Delivery.AckTimeout, "for connections that subscribed with \"ack\": true: an event not acked within it counts as a failed attempt and goes to the webhook next; 0 turns the extension off")
 	fs.Var(sizeValue{&c.MaxEventBytes}, "max-event-bytes", "largest event frame / webhook body (`size`); longer bodies are cut and the event marked truncated")
 	fs.IntVar(&c.WS.ReplayLimit, "replay-limit", c.WS.ReplayLimit, "most events replayed for one last_event_id")

@@ -29,10 +29,11 @@ type Config struct {
 	// MaxFrame is the largest client message in bytes (close 1009 above;
 	// --ws-max-frame).
 	MaxFrame int
-	// MaxPending bounds a connection's unsent bytes (frames handed to nbio
-	// and not yet written to the socket, plus live frames held during a
-	// subscribe); past it the connection is a slow consumer (close 1008;
-	// --ws-max-pending).
+	// MaxPending bounds a connection's unsent data: the frames handed to
+	// nbio and not yet completely written to the socket (each counted
+	// whole, with its queue entries: what the connection keeps alive),
+	// plus live frames held during a subscribe; past it the connection is
+	// a slow consumer (close 1008; --ws-max-pending).
 	MaxPending int
 	// ReplayLimit is the most events replayed for one last_event_id
 	// (--replay-limit).

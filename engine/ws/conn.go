@@ -16,6 +16,11 @@ import (
 // holds no buffer while idle (the decoder's buffers exist only while a
 // frame or message is partial).
 //
+// Frames are handed to nbio with WriteShared: what the socket cannot take
+// stays queued by reference, so an event frame encoded once by Hub.Push
+// is one copy however many connections fall behind on it. A frame handed
+// to nbio must never be modified again.
+//
 // Fields are grouped by who touches them:
 //   - set before the 101 is written, read-only afterwards;
 //   - poller: only nbio's poller goroutine (Parse), no lock;
@@ -38,6 +43,7 @@ type conn struct {
 	keepaliveCleared bool
 
 	pending    atomic.Int64 // bytes handed to nbio and not yet written to the socket
+	written    atomic.Int64 // bytes nbio wrote to the socket, ever (settles mu.queue)
 	pingSentAt atomic.Int64 // unix ns of the unanswered ping; 0 = none
 	lastPingAt atomic.Int64 // unix ns of the last ping (or of the open)
 	detached   atomic.Bool  // removed from the hub (closing or closed)
@@ -56,7 +62,8 @@ type conn struct {
 		// is gone). Nothing is written after it but the close frame.
 		closing bool
 		// holding: a subscribe (and its replay) is in progress; live
-		// frames wait in held so they follow the replay (PROTOCOL.md §6).
+		// frames wait in held so they follow the replay (PROTOCOL.md §6);
+		// heldBytes is their frameCost.
 		holding   bool
 		held      []heldFrame
 		heldBytes int
@@ -64,6 +71,13 @@ type conn struct {
 		// delivery pipeline when it ended, with the attempt whose live
 		// push is then dropped (once; nil almost always).
 		replayed map[string]int
+		// queue lists the frames handed to nbio that may not be written
+		// completely yet, oldest first; queued is the stream offset at the
+		// end of the last one and queuedCost what they hold (frameCost
+		// each): the amount bounded by MaxPending. nil while idle.
+		queue      []queuedFrame
+		queued     int64
+		queuedCost int64
 	}
 }
 
@@ -76,6 +90,24 @@ type heldFrame struct {
 	frame   []byte
 	tr      *heldPush
 }
+
+// queuedFrame is a frame handed to nbio: where it ends in the
+// connection's byte stream and what it holds until then.
+type queuedFrame struct {
+	end  int64
+	cost int64
+}
+
+// frameOverhead is what one queued frame costs beyond its bytes: nbio's
+// queue entry (toWrite and its buffer pointer), its slot in nbio's write
+// list and in mu.queue; it rounds up, so that many tiny frames (pongs)
+// count for what they hold too.
+const frameOverhead = 128
+
+// frameCost is the memory a frame held for a connection accounts for:
+// its whole buffer (a frame is kept alive whole until its last byte is
+// written) and the queue entries around it.
+func frameCost(b []byte) int64 { return int64(cap(b)) + frameOverhead }
 
 // UnderlayerConn implements nbhttp.ParserCloser.
 func (c *conn) UnderlayerConn() net.Conn { return c.nbc }
@@ -110,11 +142,14 @@ func (c *conn) end(code int, last, closeFrame []byte) bool {
 	}
 	c.mu.closing = true
 	if closeFrame != nil {
+		// Past MaxPending if need be (nbio drops what it still holds when
+		// the socket goes); queued by reference like every frame.
 		c.pending.Add(int64(len(closeFrame)))
-		_, _ = c.nbc.Write(closeFrame)
+		_, _ = c.nbc.WriteShared(closeFrame)
 	}
 	held := c.mu.held
 	c.mu.held, c.mu.heldBytes, c.mu.holding, c.mu.replayed = nil, 0, false, nil
+	c.mu.queue, c.mu.queuedCost = nil, 0 // nothing is checked against MaxPending any more
 	c.mu.Unlock()
 	// Out of the index first, so no new push matches a connection that
 	// is going; then the held frames are resolved as not written.
@@ -159,20 +194,47 @@ const (
 	failed             // nbio refused the write (the socket is going)
 )
 
-// writeLocked hands b to nbio, enforcing the unsent-bytes bound. Callers
-// hold c.mu, so frames keep their order.
+// writeLocked hands b to nbio, enforcing the MaxPending bound on what
+// the connection holds: the frames not completely written (whole, with
+// their overhead: see frameCost), the live frames held during a
+// subscribe, and b. Callers hold c.mu, so frames keep their order. b is
+// queued by reference and must not be modified afterwards.
 func (c *conn) writeLocked(b []byte) writeResult {
 	if c.mu.closing {
 		return closed
 	}
-	if c.pending.Load()+int64(c.mu.heldBytes)+int64(len(b)) > int64(c.hub.cfg.MaxPending) {
+	cost := frameCost(b)
+	if c.unsentCostLocked()+int64(c.mu.heldBytes)+cost > int64(c.hub.cfg.MaxPending) {
 		return slow
 	}
+	// Queued before the write: nbio reports the bytes it writes (to
+	// OnWritten) from inside WriteShared and from its poller.
+	c.mu.queued += int64(len(b))
+	c.mu.queue = append(c.mu.queue, queuedFrame{end: c.mu.queued, cost: cost})
+	c.mu.queuedCost += cost
 	c.pending.Add(int64(len(b)))
-	if _, err := c.nbc.Write(b); err != nil {
+	if _, err := c.nbc.WriteShared(b); err != nil {
 		return failed
 	}
 	return wrote
+}
+
+// unsentCostLocked drops the frames nbio has written completely from
+// mu.queue and returns what the others hold. Callers hold c.mu.
+func (c *conn) unsentCostLocked() int64 {
+	w := c.written.Load()
+	q := c.mu.queue
+	i := 0
+	for i < len(q) && q[i].end <= w {
+		c.mu.queuedCost -= q[i].cost
+		i++
+	}
+	if i == len(q) {
+		c.mu.queue = nil // idle: no backing array kept
+	} else {
+		c.mu.queue = q[i:]
+	}
+	return c.mu.queuedCost
 }
 
 // send writes b (not under c.mu); over the bound the connection is closed
@@ -230,7 +292,8 @@ func (c *conn) pushEvent(evtID string, attempt int, frame []byte, trp **heldPush
 		return pushGone, acking
 	}
 	if c.mu.holding {
-		if len(c.mu.held) >= heldFramesMax || c.pending.Load()+int64(c.mu.heldBytes+len(frame)) > int64(c.hub.cfg.MaxPending) {
+		cost := frameCost(frame)
+		if len(c.mu.held) >= heldFramesMax || c.unsentCostLocked()+int64(c.mu.heldBytes)+cost > int64(c.hub.cfg.MaxPending) {
 			c.mu.Unlock()
 			c.slowConsumer()
 			return pushFailed, acking
@@ -240,7 +303,7 @@ func (c *conn) pushEvent(evtID string, attempt int, frame []byte, trp **heldPush
 		}
 		(*trp).pending.Add(1)
 		c.mu.held = append(c.mu.held, heldFrame{evtID, attempt, frame, *trp})
-		c.mu.heldBytes += len(frame)
+		c.mu.heldBytes += int(cost)
 		c.mu.Unlock()
 		return pushHeld, acking
 	}

@@ -241,6 +241,7 @@ func OnWritten(c *nbio.Conn, n int) bool {
 	wc, ok := c.Session().(*conn)
 	if ok {
 		wc.pending.Add(-int64(n))
+		wc.written.Add(int64(n))
 	}
 	return ok
 }

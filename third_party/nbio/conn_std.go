@@ -160,6 +160,12 @@ func (c *Conn) readUDP(b []byte) (int, error) {
 	return nread, err
 }
 
+// WriteShared is Write (mailwire: the unix Conn queues what it cannot
+// write by reference; this one writes synchronously and keeps nothing).
+func (c *Conn) WriteShared(b []byte) (int, error) {
+	return c.Write(b)
+}
+
 // Write wraps net.Conn.Write.
 //
 //go:norace

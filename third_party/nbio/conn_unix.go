@@ -48,7 +48,8 @@ func (c *Conn) newToWriteBuf(buf []byte) {
 	}
 
 	tail := c.writeList[len(c.writeList)-1]
-	if tail.buf == nil {
+	if tail.buf == nil || tail.shared {
+		// mailwire: a shared buffer is the caller's; nothing is appended to it.
 		appendBuffer()
 	} else {
 		l := len(buf)
@@ -68,6 +69,14 @@ func (c *Conn) newToWriteBuf(buf []byte) {
 	}
 }
 
+// newToWriteShared queues buf by reference (mailwire: see WriteShared).
+//
+//go:norace
+func (c *Conn) newToWriteShared(buf []byte) {
+	c.left += len(buf)
+	c.writeList = append(c.writeList, &toWrite{buf: &buf, shared: true})
+}
+
 //go:norace
 func (c *Conn) newToWriteFile(fd int, offset, remain int64) {
 	t := &toWrite{} // poolToWrite.New().(*toWrite)
@@ -79,7 +88,7 @@ func (c *Conn) newToWriteFile(fd int, offset, remain int64) {
 
 //go:norace
 func (c *Conn) releaseToWrite(t *toWrite) {
-	if t.buf != nil {
+	if t.buf != nil && !t.shared {
 		c.p.g.BodyAllocator.Free(t.buf)
 	}
 	if t.fd > 0 {
@@ -96,6 +105,7 @@ type toWrite struct {
 	buf    *[]byte // buffer to write
 	offset int64   // buffer or file offset
 	remain int64   // buffer or file remain bytes
+	shared bool    // mailwire: buf is the caller's (WriteShared), not the allocator's
 }
 
 // Conn implements net.Conn with non-blocking interfaces.
@@ -351,6 +361,23 @@ func (c *Conn) readUDP(b []byte) (*Conn, int, error) {
 //
 //go:norace
 func (c *Conn) Write(b []byte) (int, error) {
+	return c.writeOne(b, false)
+}
+
+// WriteShared is Write for a buffer that nobody modifies after the call
+// (mailwire: one WebSocket frame written to many connections). What the
+// socket cannot take at once is queued by reference instead of being
+// copied into a BodyAllocator buffer, so the connections that fall behind
+// share one copy of the frame and hold no pooled buffer; the reference is
+// dropped once the bytes are written or the connection closes.
+//
+//go:norace
+func (c *Conn) WriteShared(b []byte) (int, error) {
+	return c.writeOne(b, true)
+}
+
+//go:norace
+func (c *Conn) writeOne(b []byte, shared bool) (int, error) {
 	// c.p.g.beforeWrite(c)
 
 	c.mux.Lock()
@@ -359,7 +386,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 		return -1, net.ErrClosed
 	}
 
-	n, err := c.write(b)
+	n, err := c.write(b, shared)
 	if err != nil &&
 		!errors.Is(err, syscall.EINTR) &&
 		!errors.Is(err, syscall.EAGAIN) {
@@ -402,7 +429,7 @@ func (c *Conn) Writev(in [][]byte) (int, error) {
 	var err error
 	switch len(in) {
 	case 1:
-		n, err = c.write(in[0])
+		n, err = c.write(in[0], false)
 	default:
 		n, err = c.writev(in)
 	}
@@ -701,8 +728,11 @@ func (c *Conn) resetRead() {
 	}
 }
 
+// write writes b or queues what is left of it: a copy, or (shared) a
+// reference to b itself.
+//
 //go:norace
-func (c *Conn) write(b []byte) (int, error) {
+func (c *Conn) write(b []byte, shared bool) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
@@ -723,12 +753,20 @@ func (c *Conn) write(b []byte) (int, error) {
 		}
 		left := len(b) - n
 		if left > 0 && c.typ == ConnTypeTCP {
-			c.newToWriteBuf(b[n:])
+			if shared {
+				c.newToWriteShared(b[n:])
+			} else {
+				c.newToWriteBuf(b[n:])
+			}
 			// c.appendWrite(t)
 		}
 		return len(b), nil
 	}
 
+	if shared {
+		c.newToWriteShared(b)
+		return len(b), nil
+	}
 	c.newToWriteBuf(b)
 	// c.appendWrite(t)
 
