@@ -38,7 +38,9 @@ import (
 // until Pebble's flush and compactions are done with the message, flush-alloc-MiB what was
 // allocated from the return until then (the flush's and compactions' buffers). Each message goes into a
 // fresh database. The "busy" variants store the message while 16 writers store small messages,
-// so that the group committer has batches to merge it with.
+// so that the group committer has batches to merge it with. The "alone-inplace" variants store it
+// as ingest does for one recipient: parsed with mailparse.ParseDeferred, in its receive buffer
+// (Inbound.Buffer), which exists before the call.
 
 // memShape is a test message of about 20 MiB.
 type memShape struct {
@@ -223,11 +225,9 @@ func openMemBench(b *testing.B, dir string) (*DB, Inbox) {
 // is the message's own cost, not the compaction of the messages before it.
 func BenchmarkStoreInboundMem(b *testing.B) {
 	for _, s := range memShapes() {
-		for _, busy := range []bool{false, true} {
-			name := s.name + "/alone"
-			if busy {
-				name = s.name + "/busy"
-			}
+		for _, variant := range []string{"alone", "busy", "alone-inplace"} {
+			busy, inPlace := variant == "busy", variant == "alone-inplace"
+			name := s.name + "/" + variant
 			b.Run(name, func(b *testing.B) {
 				raw := s.raw()
 				var sum memUse
@@ -253,7 +253,19 @@ func BenchmarkStoreInboundMem(b *testing.B) {
 						}
 						time.Sleep(20 * time.Millisecond)
 					}
-					items := []Inbound{inboundOf(b, db, in, raw)}
+					var items []Inbound
+					if inPlace {
+						// As ingest stores a message read into its RawBuffer: the
+						// buffer exists before, and is not counted.
+						buf := make([]byte, InboundBufferCap(len(raw)))
+						msg := buf[len(buf)-len(raw):]
+						copy(msg, raw)
+						it := inboundParsed(b, db, in, msg, true)
+						it.Buffer = buf
+						items = []Inbound{it}
+					} else {
+						items = []Inbound{inboundOf(b, db, in, raw)}
+					}
 					u := measureMem(func() {
 						start := time.Now()
 						if err := db.StoreInbound(items); err != nil {
