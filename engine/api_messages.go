@@ -34,7 +34,7 @@ func (s *Server) inbound(w http.ResponseWriter, r *req) error {
 	var replayed bool
 	switch {
 	case mt == "message/rfc822":
-		raw, err := readBody(r, s.cfg.MaxMessageSize)
+		raw, err := readRawMessage(r, s.cfg.MaxMessageSize, s.deps.Ingest)
 		if err != nil {
 			return err
 		}

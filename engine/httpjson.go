@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/mailwire/mailwire/ingest"
 	"github.com/mailwire/mailwire/store"
 )
 
@@ -65,6 +66,19 @@ func (s *Server) writeErr(w http.ResponseWriter, r *http.Request, err error) {
 // readBody reads the whole body, refusing more than limit bytes (413).
 // nbhttp has already buffered it (bounded by limitProcessor).
 func readBody(r *req, limit int) ([]byte, error) {
+	return readBodyInto(r, limit, func(n int) []byte { return make([]byte, 0, n) })
+}
+
+// readRawMessage is readBody for a raw message: with a Content-Length the
+// buffer is in's RawBuffer, whose spare capacity lets the store build its
+// batch over the message instead of beside it.
+func readRawMessage(r *req, limit int, in *ingest.Service) ([]byte, error) {
+	return readBodyInto(r, limit, in.RawBuffer)
+}
+
+// readBodyInto is readBody reading a body of declared size n into
+// alloc(n)[:n].
+func readBodyInto(r *req, limit int, alloc func(n int) []byte) ([]byte, error) {
 	if r.ContentLength > int64(limit) {
 		return nil, errf(http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("request body is larger than %d bytes", limit))
 	}
@@ -72,7 +86,7 @@ func readBody(r *req, limit int) ([]byte, error) {
 		// One buffer of the declared size: io.ReadAll would grow one by
 		// doubling, and for a 20 MiB message allocate about 2× it in
 		// buffers it drops (nbhttp frees its own buffers as they are read).
-		b := make([]byte, n)
+		b := alloc(int(n))[:n]
 		if _, err := io.ReadFull(r.Body, b); err != nil {
 			return nil, errf(http.StatusBadRequest, codeBadRequest, "cannot read request body: "+err.Error())
 		}

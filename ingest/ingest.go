@@ -106,6 +106,8 @@ func (c Config) Validate() error {
 type Service struct {
 	db  store.Store
 	cfg Config
+	// sources: db reads store.Inbound.Sources (store.SourceStore).
+	sources bool
 
 	idem [64]sync.Mutex
 }
@@ -126,7 +128,8 @@ func New(st store.Store, cfg Config) *Service {
 	if cfg.MaxMessageSize <= 0 {
 		cfg.MaxMessageSize = DefaultMaxMessageSize
 	}
-	return &Service{db: st, cfg: cfg}
+	ss, ok := st.(store.SourceStore)
+	return &Service{db: st, cfg: cfg, sources: ok && ss.ReadsAttachmentSources()}
 }
 
 // Result identifies what one inbound message stored for one inbox.
@@ -174,31 +177,83 @@ func (s *Service) Serves(domain string) (string, bool) {
 
 // DeliverRaw parses raw once and stores one message and one event per
 // recipient, all in one synced batch. It returns once everything is
-// durable.
+// durable. raw's bytes, and its spare capacity, belong to DeliverRaw:
+// given a RawBuffer, the batch is built there, over them.
 func (s *Service) DeliverRaw(rcpts []Recipient, raw []byte) ([]Result, error) {
 	if len(raw) > s.cfg.MaxMessageSize {
 		return nil, ErrTooLarge
 	}
-	parsed, err := mailparse.Parse(raw, s.cfg.Limits)
+	var buf []byte
+	if len(rcpts) == 1 {
+		buf, raw = s.place(raw)
+	}
+	parsed, err := s.parse(raw)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	return s.store(rcpts, raw, parsed, "", nil)
+	return s.store(rcpts, raw, buf, parsed, "", nil)
 }
 
 // DeliverHTTPRaw is DeliverRaw for one inbox with an optional idempotency
-// key: a repeated key returns the first reply (replayed=true).
+// key: a repeated key returns the first reply (replayed=true). raw
+// belongs to it, as to DeliverRaw.
 func (s *Service) DeliverHTTPRaw(in store.Inbox, raw []byte, idemKey string) (res []byte, replayed bool, err error) {
-	return s.idempotent(in, idemKey, fingerprint("rfc822", raw), func(h string) ([]byte, error) {
+	var fp string
+	if idemKey != "" {
+		fp = fingerprint("rfc822", raw)
+	}
+	return s.idempotent(in, idemKey, fp, func(h string) ([]byte, error) {
 		if len(raw) > s.cfg.MaxMessageSize {
 			return nil, ErrTooLarge
 		}
-		parsed, err := mailparse.Parse(raw, s.cfg.Limits)
+		buf, raw := s.place(raw)
+		parsed, err := s.parse(raw)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
-		return s.storeOne(in, raw, parsed, h)
+		return s.storeOne(in, raw, buf, parsed, h)
 	})
+}
+
+// RawBuffer returns a buffer for a raw message of n bytes to be read
+// into (len 0). For a store that builds its batch in place
+// (store.SourceStore) its spare capacity (store.InboundBufferCap) lets
+// the batch be built there, over the raw bytes, instead of copying them
+// into a batch beside them; for others it holds n bytes. A caller that
+// does not know n exactly gives its best guess; a message that outgrows
+// the buffer is stored as any other.
+func (s *Service) RawBuffer(n int) []byte {
+	if !s.sources {
+		return make([]byte, 0, n)
+	}
+	return make([]byte, 0, store.InboundBufferCap(n))
+}
+
+// place moves raw to the end of its buffer when the buffer has the room
+// for the store's batch in front of it (RawBuffer) and the store builds
+// batches in place: it returns the buffer and raw's new place. Otherwise
+// it returns raw as it is, and no buffer. raw must not be used by the
+// caller afterwards (DeliverRaw and DeliverHTTPRaw document it).
+func (s *Service) place(raw []byte) (buf, moved []byte) {
+	if !s.sources || cap(raw) < store.InboundBufferCap(len(raw)) || cap(raw) == len(raw) {
+		return nil, raw
+	}
+	buf = raw[:cap(raw)]
+	moved = buf[len(buf)-len(raw):]
+	copy(moved, raw)
+	return buf, moved
+}
+
+// parse parses raw. For a store that reads attachment sources
+// (store.SourceStore), large attachments are left encoded in raw and
+// decoded straight into the store's write (mailparse.ParseDeferred): a
+// decoded copy never exists beside it. The store reads them before it
+// writes over raw (store.Inbound.Buffer).
+func (s *Service) parse(raw []byte) (*mailparse.Message, error) {
+	if s.sources {
+		return mailparse.ParseDeferred(raw, s.cfg.Limits)
+	}
+	return mailparse.Parse(raw, s.cfg.Limits)
 }
 
 // JSONInbound is the JSON form of POST /v1/inboxes/{id}/inbound.
@@ -286,7 +341,7 @@ func (s *Service) DeliverJSON(in store.Inbox, j *JSONInbound, idemKey string) (r
 		if len(raw) > s.cfg.MaxMessageSize {
 			return nil, ErrTooLarge
 		}
-		return s.storeOne(in, raw, parsed, h)
+		return s.storeOne(in, raw, nil, parsed, h)
 	})
 }
 
@@ -331,15 +386,18 @@ func splitIdemRecord(rec []byte) (reply []byte, fp string) {
 	return rec, ""
 }
 
-// fingerprint identifies a request body of a kind (raw or JSON).
+// fingerprint identifies a request body of a kind (raw or JSON). The body
+// is hashed where it is (no copy of a 20 MiB message).
 func fingerprint(kind string, body []byte) string {
-	sum := sha256.Sum256(append([]byte(kind+":"), body...))
-	return hex.EncodeToString(sum[:])
+	h := sha256.New()
+	h.Write([]byte(kind + ":"))
+	h.Write(body)
+	return hex.EncodeToString(h.Sum(nil))
 }
 
-func (s *Service) storeOne(in store.Inbox, raw []byte, parsed *mailparse.Message, idemHash string) ([]byte, error) {
+func (s *Service) storeOne(in store.Inbox, raw, buf []byte, parsed *mailparse.Message, idemHash string) ([]byte, error) {
 	var reply []byte
-	_, err := s.store([]Recipient{{Inbox: in, Address: s.Address(in)}}, raw, parsed, idemHash, &reply)
+	_, err := s.store([]Recipient{{Inbox: in, Address: s.Address(in)}}, raw, buf, parsed, idemHash, &reply)
 	return reply, err
 }
 
@@ -347,7 +405,10 @@ func (s *Service) storeOne(in store.Inbox, raw []byte, parsed *mailparse.Message
 // When reply is non-nil, the JSON reply of the (single) recipient is put
 // there and, with idemHash (the key's hash and the request's fingerprint
 // joined by idemSep, as idempotent makes it), stored for replays.
-func (s *Service) store(rcpts []Recipient, raw []byte, p *mailparse.Message, idemHash string, reply *[]byte) ([]Result, error) {
+//
+// buf, when set, is raw's buffer (raw at its end) for the store to build
+// its batch in (store.Inbound.Buffer; one recipient only).
+func (s *Service) store(rcpts []Recipient, raw, buf []byte, p *mailparse.Message, idemHash string, reply *[]byte) ([]Result, error) {
 	now := time.Now().UTC()
 	rfcID := p.MessageID
 	if rfcID == "" {
@@ -381,8 +442,18 @@ func (s *Service) store(rcpts []Recipient, raw []byte, p *mailparse.Message, ide
 				ReceivedAt: now, RawSize: len(raw), AttachmentsTruncated: p.PartsTruncated,
 			}
 			var atts [][]byte
-			for _, a := range p.Attachments {
-				msg.Attachments = append(msg.Attachments, store.AttachmentMeta{Filename: a.Filename, ContentType: a.ContentType, SizeBytes: len(a.Data)})
+			var srcs []store.AttachmentSource
+			for j := range p.Attachments {
+				a := &p.Attachments[j]
+				msg.Attachments = append(msg.Attachments, store.AttachmentMeta{Filename: a.Filename, ContentType: a.ContentType, SizeBytes: a.Len()})
+				if a.Deferred() {
+					if srcs == nil {
+						srcs = make([]store.AttachmentSource, len(p.Attachments))
+					}
+					srcs[j] = a
+					atts = append(atts, nil)
+					continue
+				}
 				atts = append(atts, a.Data)
 			}
 			if msg.Attachments == nil {
@@ -392,7 +463,7 @@ func (s *Service) store(rcpts []Recipient, raw []byte, p *mailparse.Message, ide
 			ev.Head, ev.Tail = s.db.RenderEvent(ev.ID, &msg)
 			res := Result{MessageID: msg.ID, EventID: ev.ID, ThreadID: thread}
 			item := store.Inbound{
-				Message: msg, Raw: raw, Attachments: atts, ThreadRefs: []string{rfcID}, NewThread: newThread,
+				Message: msg, Raw: raw, Buffer: buf, Attachments: atts, Sources: srcs, ThreadRefs: []string{rfcID}, NewThread: newThread,
 				Event: ev, // Append sets its delivery state
 			}
 			if reply != nil {

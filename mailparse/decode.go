@@ -46,42 +46,61 @@ var headerParser = enmime.NewParser(
 // with its content decoded, or ok == false when enmime must decode it. The content is a fresh
 // allocation: it shares no memory with data.
 func decodeLeaf(data []byte, bodyStart int) (part *enmime.Part, ok bool) {
+	part, _, ok = decodeLeafDeferred(data, bodyStart, false)
+	return part, ok
+}
+
+// decodeLeafDeferred is decodeLeaf that, when lazy is set, may leave a large body encoded: it then
+// returns the part without Content and what decodes it (see deferredContent), and the caller
+// decodes it when it needs the bytes. Only bodies that cannot fail to decode are left: base64 of
+// the alphabet and line breaks alone, and content kept as it is.
+func decodeLeafDeferred(data []byte, bodyStart int, lazy bool) (part *enmime.Part, d *deferredContent, ok bool) {
 	part, err := readParts(headerParser, data[:bodyStart])
 	if err != nil || part.FirstChild != nil || strings.HasPrefix(part.ContentType, "multipart/") && part.Boundary != "" {
 		// enmime fails, or would read a multipart (parsePart has ruled that out).
-		return nil, false
+		return nil, nil, false
 	}
 	var conv converter // nil: the content is kept as decoded
 	if strings.HasPrefix(part.ContentType, "text/") {
 		if conv, ok = charsetConverter(part.Charset); !ok {
-			return nil, false
+			return nil, nil, false
 		}
 	}
 	body := data[bodyStart:]
 	var content []byte
 	// The same lookup enmime makes (the internal copy of net/textproto it uses behaves alike).
-	switch strings.ToLower(textproto.MIMEHeader(part.Header).Get("Content-Transfer-Encoding")) {
+	switch cte := strings.ToLower(textproto.MIMEHeader(part.Header).Get("Content-Transfer-Encoding")); cte {
 	case "base64":
+		if lazy && conv == nil && len(body) >= deferFromBytes {
+			if d := deferBase64(body); d != nil {
+				part.Content = nil
+				return part, d, true
+			}
+		}
 		content, ok = decodeBase64(body)
 	case "quoted-printable":
 		content, ok = decodeQuotedPrintable(body)
 	case "7bit", "8bit", "binary", "":
+		if lazy && conv == nil && len(body) >= deferFromBytes {
+			part.Content = nil
+			return part, &deferredContent{src: body, size: len(body)}, true
+		}
 		content, ok = body, true
 		if conv == nil {
 			content = append([]byte{}, body...)
 		}
 	default:
 		// enmime warns about the unknown encoding; let it.
-		return nil, false
+		return nil, nil, false
 	}
 	if ok && conv != nil {
 		content, ok = conv.convert(content)
 	}
 	if !ok {
-		return nil, false
+		return nil, nil, false
 	}
 	part.Content = content
-	return part, true
+	return part, nil, true
 }
 
 // converter converts text to UTF-8 into a new buffer of exactly the result's size.

@@ -103,6 +103,10 @@ func (p *parser) walk(n *node, m *Message) (texts, htmls []string) {
 		ct = ""
 	}
 	if part.Disposition != "attachment" && part.FileName == "" {
+		if n.deferred != nil && (ct == "text/plain" || ct == "" || ct == "text/html") {
+			// A body: its text is needed now (only attachments are left encoded).
+			part.Content, n.deferred = n.deferred.decode(), nil
+		}
 		switch ct {
 		case "text/plain", "":
 			if s := p.decodeBody(n); s != "" {
@@ -125,6 +129,7 @@ func (p *parser) walk(n *node, m *Message) (texts, htmls []string) {
 		ContentType: ct,
 		Data:        part.Content,
 		Inline:      part.Disposition == "inline" || (part.Disposition == "" && part.ContentID != ""),
+		deferred:    n.deferred,
 	})
 	return nil, nil
 }

@@ -35,6 +35,9 @@ type Attachment struct {
 	// Inline is set for parts with Content-Disposition inline, or none and a Content-ID (images
 	// referenced from the HTML body).
 	Inline bool
+
+	// deferred, when set, is the content ParseDeferred left encoded (Data is nil).
+	deferred *deferredContent
 }
 
 // Message is a parsed mail message. All strings are valid UTF-8; slices are never nil.
@@ -120,6 +123,8 @@ type node struct {
 	part      *enmime.Part
 	children  []*node
 	multipart bool
+	// deferred, when set, is the leaf's content left encoded (part.Content is nil).
+	deferred *deferredContent
 }
 
 func (n *node) label() string {
@@ -138,6 +143,7 @@ type parser struct {
 	warnings []string
 	dropped  int // warnings beyond maxWarnings
 	names    nameSet
+	lazy     bool // ParseDeferred: large contents may be left encoded
 }
 
 func (p *parser) warn(format string, args ...any) {
@@ -151,7 +157,12 @@ func (p *parser) warn(format string, args ...any) {
 // Parse parses a raw RFC 5322 message. See the package doc for what makes it fail; every other
 // problem becomes a Warning.
 func Parse(raw []byte, lim Limits) (*Message, error) {
-	p := &parser{lim: lim.withDefaults()}
+	return parse(raw, lim, false)
+}
+
+// parse is Parse, or ParseDeferred when lazy is set.
+func parse(raw []byte, lim Limits, lazy bool) (*Message, error) {
+	p := &parser{lim: lim.withDefaults(), lazy: lazy}
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return nil, fmt.Errorf("%w: empty input", ErrNotMessage)
 	}
@@ -233,8 +244,8 @@ func (p *parser) parsePart(data []byte, id string, depth int) *node {
 // established that it is not a multipart with a boundary, using the same media-type parser.
 func (p *parser) readLeaf(n *node, data []byte, hdrLen, bodyStart int) *node {
 	data = p.cleanBase64(n, data, hdrLen, bodyStart)
-	if part, ok := decodeLeaf(data, bodyStart); ok {
-		n.part = part
+	if part, d, ok := decodeLeafDeferred(data, bodyStart, p.lazy); ok {
+		n.part, n.deferred = part, d
 		return n
 	}
 	part, err := readParts(enmimeParser, data)

@@ -195,8 +195,9 @@ func (s *session) Data(r io.Reader) error {
 var errBusy = errors.New("message memory budget full")
 
 // readMessage reads the message, holding it against the memory budget:
-// with a SIZE= declared at MAIL FROM the buffer is allocated once and its
-// reservation was taken then; otherwise the reservation grows in
+// with a SIZE= declared at MAIL FROM the buffer is allocated once (with
+// room for the store's batch, ingest's RawBuffer) and its reservation was
+// taken then; otherwise the reservation grows in
 // dataChunk steps as bytes arrive (waiting up to memoryWait for each), so
 // a message is never buffered beyond what the budget allows (errBusy).
 func (s *session) readMessage(r io.Reader) ([]byte, error) {
@@ -204,13 +205,25 @@ func (s *session) readMessage(r io.Reader) ([]byte, error) {
 	mem := s.srv.cfg.Memory
 	s.mu.Lock()
 	covered := int(s.mu.reserved / limits.IngestCopies) // bytes the reservation covers (SIZE=)
+	// The store builds its batch in the message's buffer for one inbox
+	// only (ingest.Service.DeliverRaw).
+	inPlace := len(s.mu.rcpts) == 1
 	s.mu.Unlock()
-	buf := make([]byte, 0, min(limit+1, max(covered, 64<<10)))
+	// win is how much of buf is read into. A buffer for a declared size
+	// is ingest's RawBuffer: its spare capacity beyond win is where the
+	// store builds its batch, over the message, instead of beside it.
+	win := min(limit+1, max(covered, 64<<10))
+	var buf []byte
+	if covered > 0 && inPlace {
+		buf = s.srv.in.RawBuffer(win)
+	} else {
+		buf = make([]byte, 0, win)
+	}
 	if mem == nil {
 		covered = limit + 1
 	}
 	for {
-		if len(buf) == cap(buf) {
+		if len(buf) == win {
 			if len(buf) > limit {
 				// go-smtp's reader stops at MaxMessageBytes with
 				// ErrDataTooLarge; this only keeps that promise should
@@ -219,12 +232,13 @@ func (s *session) readMessage(r io.Reader) ([]byte, error) {
 			}
 			// Double (append grows a large slice by 1.25×: 105 MiB
 			// allocated for a 20.5 MiB message against 57 MiB doubling).
-			nb := make([]byte, len(buf), min(limit+1, 2*cap(buf)))
+			win = min(limit+1, 2*win)
+			nb := make([]byte, len(buf), win)
 			copy(nb, buf)
 			buf = nb
 		}
-		for mem != nil && cap(buf) > covered {
-			step := max(dataChunk, cap(buf)-covered)
+		for mem != nil && win > covered {
+			step := max(dataChunk, win-covered)
 			cost := limits.MessageCost(step)
 			if !mem.Acquire(cost, memoryWait, "smtp") {
 				return buf, errBusy
@@ -234,7 +248,7 @@ func (s *session) readMessage(r io.Reader) ([]byte, error) {
 			s.mu.Unlock()
 			covered += step
 		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
+		n, err := r.Read(buf[len(buf):win])
 		buf = buf[:len(buf)+n]
 		if err == io.EOF {
 			return buf, nil

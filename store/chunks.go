@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -59,6 +60,39 @@ func putValue(b *pebble.Batch, k, v []byte) {
 	for i, off := 0, 0; off < len(v); i, off = i+1, off+valueChunkBytes {
 		_ = b.Set(chunkKey(k, i), v[off:min(off+valueChunkBytes, len(v))], nil)
 	}
+}
+
+// putValueFrom sets what src produces under k in b, as putValue would set
+// it, reading it straight into the batch (Pebble's SetDeferred) instead
+// of through a buffer of its own.
+func putValueFrom(b *pebble.Batch, k []byte, src AttachmentSource) error {
+	n := src.Len()
+	r := src.Reader()
+	read := func(ck []byte, size int) error {
+		op := b.SetDeferred(len(ck), size)
+		copy(op.Key, ck)
+		if _, err := io.ReadFull(r, op.Value); err != nil {
+			return fmt.Errorf("%d of %d bytes: %w", size, n, err)
+		}
+		return op.Finish()
+	}
+	if n < chunkFromBytes {
+		if err := read(k, n); err != nil {
+			return err
+		}
+	} else {
+		for i, off := 0, 0; off < n; i, off = i+1, off+valueChunkBytes {
+			if err := read(chunkKey(k, i), min(valueChunkBytes, n-off)); err != nil {
+				return err
+			}
+		}
+	}
+	// src must end where Len said.
+	var probe [1]byte
+	if m, _ := r.Read(probe[:]); m != 0 {
+		return fmt.Errorf("more than the %d bytes announced", n)
+	}
+	return nil
 }
 
 // deleteValue deletes what putValue set under k.

@@ -4,8 +4,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"slices"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2"
 )
 
 // Message is a stored inbound message (the parsed view; the original bytes
@@ -44,6 +47,19 @@ type Inbound struct {
 	Message     Message
 	Raw         []byte
 	Attachments [][]byte // aligned with Message.Attachments
+	// Buffer, when set, holds Raw at its end (Raw is
+	// Buffer[len(Buffer)-len(Raw):]), and the room before it is free: a
+	// store implementing SourceStore may build its write there, over Raw
+	// (DB does for a single item when it fits: the raw bytes are moved
+	// into their records instead of copied into a batch beside them).
+	// Raw must not be used once StoreInbound or Append was called.
+	Buffer []byte
+	// Sources, when set, is aligned with Message.Attachments too: a
+	// non-nil entry gives that attachment's bytes instead of Attachments
+	// (which may then be nil there). Stores that implement SourceStore
+	// read them straight into their write (DB: into the Pebble batch, so
+	// that a decoded copy never exists beside it); see Attachment.
+	Sources []AttachmentSource
 	// ThreadRefs are RFC message ids to map to Message.ThreadID in this
 	// inbox (the message's own id, so later replies find the thread).
 	ThreadRefs []string
@@ -55,6 +71,33 @@ type Inbound struct {
 	// IdempotencyKey, when set, stores Reply under it for this inbox.
 	IdempotencyKey string
 	Reply          []byte
+}
+
+// AttachmentSource is an attachment's bytes produced on demand
+// (mailparse.Attachment implements it, decoding from the raw message).
+type AttachmentSource interface {
+	// Len is the number of bytes Reader produces.
+	Len() int
+	// Reader returns the bytes from the start, each call afresh.
+	Reader() io.Reader
+}
+
+// SourceStore is implemented by stores that read Inbound.Sources and may
+// build their write in Inbound.Buffer; to other stores a caller passes
+// every attachment in Attachments, and no Buffer.
+type SourceStore interface {
+	ReadsAttachmentSources() bool
+}
+
+// ReadsAttachmentSources implements SourceStore.
+func (d *DB) ReadsAttachmentSources() bool { return true }
+
+// attachmentLen is the length of attachment j of it.
+func (it *Inbound) attachmentLen(j int) int {
+	if j < len(it.Sources) && it.Sources[j] != nil {
+		return it.Sources[j].Len()
+	}
+	return len(it.Attachments[j])
 }
 
 // IdempotencyHash turns a client's Idempotency-Key into the stored form.
@@ -70,10 +113,13 @@ func IdempotencyHash(key string) string {
 //
 // Memory: the batch is allocated once at its final size (Pebble's batch
 // grows by doubling otherwise, holding the old and the new buffer while it
-// copies: 96 MiB for a 35 MiB batch), and a message record with large
-// bodies is encoded straight into it (messageRecord). What remains is the
+// copies: 96 MiB for a 35 MiB batch), a message record with large bodies
+// is encoded straight into it (messageRecord), and attachments given as
+// Sources are decoded straight into it (putValueFrom). What remains is the
 // batch: one copy of the raw bytes, attachments and bodies, which Pebble
-// needs contiguous.
+// needs contiguous. Given a Buffer with room for it (InboundBufferCap),
+// the batch of a single large message is built there, its raw records
+// moved over the raw bytes, so that no second copy exists at all.
 func (d *DB) StoreInbound(items []Inbound) error {
 	if err := d.writable(); err != nil {
 		return err
@@ -112,7 +158,7 @@ func (d *DB) StoreInbound(items []Inbound) error {
 			size += batchRecordBytes(len(pMessage)+len(m.ID), recs[i].size())
 			size += valueRecordBytes(len(pRaw)+len(m.ID), len(it.Raw))
 			for j, a := range m.Attachments {
-				size += valueRecordBytes(len(pAttachment)+len(m.ID)+1+len(a.Filename), len(it.Attachments[j]))
+				size += valueRecordBytes(len(pAttachment)+len(m.ID)+1+len(a.Filename), it.attachmentLen(j))
 			}
 			size += threadKeysBytes(m, it.NewThread)
 			for _, ref := range it.ThreadRefs {
@@ -121,7 +167,24 @@ func (d *DB) StoreInbound(items []Inbound) error {
 			size += newEventBytes(&it.Event, it.State)
 			size += batchRecordBytes(len(pIdempotency)+len(m.InboxID)+1+len(it.IdempotencyKey), len(it.Reply))
 		}
-		b := d.pdb.NewBatchWithSize(size)
+		var b *pebble.Batch
+		var buf []byte // the batch is built in items[0].Buffer (see Inbound.Buffer)
+		// Only for a large message, committed alone: Pebble keeps the
+		// buffer of a closed batch up to 1 MiB for its next batches.
+		if it := &items[0]; len(items) == 1 && len(it.Raw) >= inPlaceFromBytes && len(it.Buffer) >= size &&
+			&it.Buffer[len(it.Buffer)-len(it.Raw)] == &it.Raw[0] {
+			buf = it.Buffer
+			b = d.pdb.NewBatch()
+			clear(buf[:batchHeaderBytes])
+			// Capacity up to Raw: should a record outgrow the computed
+			// size, Pebble moves the batch elsewhere rather than write over
+			// Raw.
+			if err := b.SetRepr(buf[: batchHeaderBytes : len(buf)-len(it.Raw)]); err != nil {
+				return fmt.Errorf("BUG: cannot start a batch in place: %w", err)
+			}
+		} else {
+			b = d.pdb.NewBatchWithSize(size)
+		}
 		ok := true
 		for i := 0; i < len(items) && ok; i++ {
 			it := &items[i]
@@ -138,19 +201,76 @@ func (d *DB) StoreInbound(items []Inbound) error {
 			if it.IdempotencyKey != "" {
 				_ = b.Set(key(pIdempotency+m.InboxID, it.IdempotencyKey), it.Reply, nil)
 			}
-			ok = recs[i].set(b, key2(pMessage, m.ID))
-			putValue(b, key2(pRaw, m.ID), it.Raw)
-			for j, a := range m.Attachments {
-				putValue(b, key(pAttachment+m.ID, a.Filename), it.Attachments[j])
+			if ok = recs[i].set(b, key2(pMessage, m.ID)); !ok {
+				break
 			}
+			// Attachments before the raw bytes: Sources may read from Raw,
+			// which the raw records overwrite when the batch is in place.
+			for j, a := range m.Attachments {
+				k := key(pAttachment+m.ID, a.Filename)
+				if j < len(it.Sources) && it.Sources[j] != nil {
+					if err := putValueFrom(b, k, it.Sources[j]); err != nil {
+						_ = b.Close()
+						return fmt.Errorf("cannot store message: attachment %q: %w", a.Filename, err)
+					}
+					continue
+				}
+				putValue(b, k, it.Attachments[j])
+			}
+			rawKey := key2(pRaw, m.ID)
+			if buf != nil {
+				extendInPlace(b, buf, len(it.Raw), valueRecordBytes(len(rawKey), len(it.Raw)))
+			}
+			putValue(b, rawKey, it.Raw)
 		}
 		if ok {
+			if testHookBeforeCommit != nil {
+				testHookBeforeCommit()
+			}
 			return d.group.commit(b)
 		}
 		_ = b.Close()
 		d.log.Error("BUG: message record longer or shorter than computed; encoding it apart")
 	}
 }
+
+// inPlaceFromBytes is the raw size from which StoreInbound builds the
+// batch in Inbound.Buffer (above groupAloneBytes and Pebble's 1 MiB
+// retained batch buffer).
+const inPlaceFromBytes = 1 << 20
+
+// InboundBufferCap is the capacity to give a raw message of n bytes
+// (Inbound.Buffer) so that its batch fits there: the raw bytes, as much
+// again for attachments or the body text's JSON, and room for the other
+// records (an event of up to 512 KiB).
+func InboundBufferCap(n int) int {
+	if n < inPlaceFromBytes {
+		return n
+	}
+	return 2*n + n/32 + 512<<10
+}
+
+// extendInPlace lets the raw records of a batch built in buf (whose tail
+// holds the raw bytes, rawLen of them) take the room up to buf's end, when
+// they fit: rawRecords (valueRecordBytes) after what is written, so that
+// each record's header and value land before the raw bytes not yet
+// copied (copy moves overlapping bytes correctly). When they do not fit,
+// or Pebble has moved the batch out of buf already, the batch keeps its
+// capacity, and Pebble moves it out of buf before it would overwrite
+// them.
+func extendInPlace(b *pebble.Batch, buf []byte, rawLen, rawRecords int) {
+	repr := b.Repr() // sets the header's count, which SetRepr reads back
+	if len(repr) == 0 || &repr[0] != &buf[0] || len(repr)+rawRecords > len(buf) {
+		return
+	}
+	if err := b.SetRepr(buf[:len(repr):len(buf)]); err != nil {
+		panic(fmt.Sprintf("BUG: cannot extend a batch in place: %v", err))
+	}
+}
+
+// testHookBeforeCommit, set by tests, runs when StoreInbound's batch is
+// complete, before its commit.
+var testHookBeforeCommit func()
 
 func (d *DB) stripe(inboxID string) int {
 	// Same hash as inboxLock.
