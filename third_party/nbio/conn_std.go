@@ -603,6 +603,10 @@ func (c *Conn) SyscallConn() (syscall.RawConn, error) {
 	return nil, ErrUnsupported
 }
 
+// CloseWhenFlushed is Close: writes here are synchronous, nothing is
+// ever queued (see conn_unix.go).
+func (c *Conn) CloseWhenFlushed() error { return c.Close() }
+
 // WritePending reports whether bytes written to c are still queued (see
 // conn_unix.go). Writes here are synchronous: nothing is ever queued.
 func (c *Conn) WritePending() bool { return false }

@@ -132,6 +132,8 @@ type Conn struct {
 
 	typ    ConnType
 	closed bool
+	// closeOnFlushed: close once writeList is empty (CloseWhenFlushed).
+	closeOnFlushed bool
 
 	// whether the writing event has been set in the poller.
 	isWAdded bool
@@ -989,9 +991,53 @@ func (c *Conn) flush() error {
 		}
 	}
 
+	if c.closeOnFlushed {
+		// The last queued byte went to the kernel: close now
+		// (CloseWhenFlushed).
+		c.closed = true
+		c.stopTimersLocked()
+		_ = c.closeWithErrorWithoutLock(nil)
+		return nil
+	}
+
 	c.resetRead()
 
 	return nil
+}
+
+// CloseWhenFlushed closes c once everything written to it has been handed
+// to the kernel: at once when nothing is queued, else when the poller's
+// flush empties the queue (or sooner, on a deadline or a write error).
+// Close drops what is still queued: mailwire uses this for an answer
+// after which the connection closes (nbhttp's Connection: close), so a
+// large answer to a slow reader is not cut.
+//
+//go:norace
+func (c *Conn) CloseWhenFlushed() error {
+	c.mux.Lock()
+	if c.closed {
+		c.mux.Unlock()
+		return nil
+	}
+	if len(c.writeList) > 0 {
+		c.closeOnFlushed = true
+		c.mux.Unlock()
+		return nil
+	}
+	c.mux.Unlock()
+	return c.Close()
+}
+
+//go:norace
+func (c *Conn) stopTimersLocked() {
+	if c.wTimer != nil {
+		c.wTimer.Stop()
+		c.wTimer = nil
+	}
+	if c.rTimer != nil {
+		c.rTimer.Stop()
+		c.rTimer = nil
+	}
 }
 
 //go:norace

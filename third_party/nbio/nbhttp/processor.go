@@ -302,8 +302,17 @@ func (p *ServerProcessor) flushResponse(parser *Parser, res *Response) {
 				return
 			}
 			if req.Close {
-				// the data may still in the send queue
-				_ = conn.Close()
+				// The data may still be in the send queue: close once it
+				// has gone (mailwire; Close would drop it).
+				inner := conn
+				if hc, ok := conn.(*Conn); ok {
+					inner = hc.Conn
+				}
+				if fc, ok := inner.(interface{ CloseWhenFlushed() error }); ok {
+					_ = fc.CloseWhenFlushed()
+				} else {
+					_ = conn.Close()
+				}
 			} else if parser.ParserCloser == nil {
 				_ = conn.SetReadDeadline(time.Now().Add(engine.KeepaliveTime))
 			}
