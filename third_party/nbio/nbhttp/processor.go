@@ -309,6 +309,9 @@ func (p *ServerProcessor) flushResponse(parser *Parser, res *Response) {
 					inner = hc.Conn
 				}
 				if fc, ok := inner.(interface{ CloseWhenFlushed() error }); ok {
+					// A reader that never takes the rest is closed at the
+					// keep-alive deadline, as an idle connection would be.
+					_ = conn.SetReadDeadline(time.Now().Add(engine.KeepaliveTime))
 					_ = fc.CloseWhenFlushed()
 				} else {
 					_ = conn.Close()
