@@ -5,32 +5,21 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mailwire/mailwire/internal/confcheck/conftest"
 )
 
 func TestConfigValidate(t *testing.T) {
-	if err := DefaultConfig().Validate(); err != nil {
-		t.Fatalf("the defaults do not validate: %v", err)
-	}
-	for _, tc := range []struct {
-		flag string
-		mod  func(*Config)
-	}{
-		{"--retry-schedule", func(c *Config) { c.Schedule = nil }},
-		{"--retry-schedule", func(c *Config) { c.Schedule = make([]time.Duration, 101) }},
-		{"--ws-ack-timeout", func(c *Config) { c.AckTimeout = -time.Second }},
-		{"--webhook-timeout", func(c *Config) { c.Webhook.Timeout = time.Millisecond }},
-		{"--webhook-workers", func(c *Config) { c.WebhookWorkers = 0 }},
-		{"--webhook-workers", func(c *Config) { c.WebhookWorkers = 10001 }},
-		{"--retention", func(c *Config) { c.Retention = 0 }},
-		{"--failed-retention", func(c *Config) { c.FailedRetention = -time.Hour }},
-	} {
-		c := DefaultConfig()
-		tc.mod(&c)
-		err := c.Validate()
-		if err == nil || !strings.HasPrefix(err.Error(), tc.flag+" ") || strings.Contains(err.Error(), "\n") {
-			t.Errorf("%s: Validate = %v, want one problem naming the flag", tc.flag, err)
-		}
-	}
+	conftest.Check(t, DefaultConfig,
+		conftest.Case("--retry-schedule", func(c *Config) { c.Schedule = nil }),
+		conftest.Case("--retry-schedule", func(c *Config) { c.Schedule = make([]time.Duration, 101) }),
+		conftest.Case("--ws-ack-timeout", func(c *Config) { c.AckTimeout = -time.Second }),
+		conftest.Case("--webhook-timeout", func(c *Config) { c.Webhook.Timeout = time.Millisecond }),
+		conftest.Case("--webhook-workers", func(c *Config) { c.WebhookWorkers = 0 }),
+		conftest.Case("--webhook-workers", func(c *Config) { c.WebhookWorkers = 10001 }),
+		conftest.Case("--retention", func(c *Config) { c.Retention = 0 }),
+		conftest.Case("--failed-retention", func(c *Config) { c.FailedRetention = -time.Hour }),
+	)
 	// At the bounds: valid; an ack timeout of 0 turns the extension off.
 	c := DefaultConfig()
 	c.Schedule, c.AckTimeout, c.WebhookWorkers = make([]time.Duration, 100), 0, 10000

@@ -6,35 +6,23 @@ import (
 	"testing"
 
 	"github.com/mailwire/mailwire/ingest"
+	"github.com/mailwire/mailwire/internal/confcheck/conftest"
 )
 
 func TestConfigValidate(t *testing.T) {
-	if err := ingest.DefaultConfig().Validate(); err != nil {
-		t.Fatalf("the defaults do not validate: %v", err)
-	}
 	if got := ingest.DefaultConfig().MaxMessageSize; got != 25<<20 {
 		t.Errorf("default --max-message-size %d, want 25MiB (CONFIG.md)", got)
 	}
-	for _, tc := range []struct {
-		flag string
-		mod  func(*ingest.Config)
-	}{
-		{"--mail-domain", func(c *ingest.Config) { c.MailDomain = "" }},
-		{"--mail-domain", func(c *ingest.Config) { c.MailDomain = "a@b" }},
-		{"--mail-domain", func(c *ingest.Config) { c.OtherDomains = []string{"ok.test", "not a domain"} }},
-		{"--mail-domain", func(c *ingest.Config) { c.OtherDomains = []string{"a/b"} }},
-		{"--max-message-size", func(c *ingest.Config) { c.MaxMessageSize = 1<<10 - 1 }},
-		{"--max-message-size", func(c *ingest.Config) { c.MaxMessageSize = 1<<30 + 1 }},
-		{"--max-mime-parts", func(c *ingest.Config) { c.Limits.MaxParts = 0 }},
-		{"--max-mime-parts", func(c *ingest.Config) { c.Limits.MaxParts = 100001 }},
-	} {
-		c := ingest.DefaultConfig()
-		tc.mod(&c)
-		err := c.Validate()
-		if err == nil || !strings.HasPrefix(err.Error(), tc.flag+" ") || strings.Contains(err.Error(), "\n") {
-			t.Errorf("%s: Validate = %v, want one problem naming the flag", tc.flag, err)
-		}
-	}
+	conftest.Check(t, ingest.DefaultConfig,
+		conftest.Case("--mail-domain", func(c *ingest.Config) { c.MailDomain = "" }),
+		conftest.Case("--mail-domain", func(c *ingest.Config) { c.MailDomain = "a@b" }),
+		conftest.Case("--mail-domain", func(c *ingest.Config) { c.OtherDomains = []string{"ok.test", "not a domain"} }),
+		conftest.Case("--mail-domain", func(c *ingest.Config) { c.OtherDomains = []string{"a/b"} }),
+		conftest.Case("--max-message-size", func(c *ingest.Config) { c.MaxMessageSize = 1<<10 - 1 }),
+		conftest.Case("--max-message-size", func(c *ingest.Config) { c.MaxMessageSize = 1<<30 + 1 }),
+		conftest.Case("--max-mime-parts", func(c *ingest.Config) { c.Limits.MaxParts = 0 }),
+		conftest.Case("--max-mime-parts", func(c *ingest.Config) { c.Limits.MaxParts = 100001 }),
+	)
 	c := ingest.Config{MailDomain: "a.test", OtherDomains: []string{"b.test"}, MaxMessageSize: 1 << 10}
 	c.Limits.MaxParts = 100000
 	if err := c.Validate(); err != nil {

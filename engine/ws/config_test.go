@@ -4,34 +4,23 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mailwire/mailwire/internal/confcheck/conftest"
 )
 
 func TestConfigValidate(t *testing.T) {
-	if err := DefaultConfig().Validate(); err != nil {
-		t.Fatalf("the defaults do not validate: %v", err)
-	}
-	for _, tc := range []struct {
-		flag string
-		mod  func(*Config)
-	}{
-		{"--ws-ping-interval", func(c *Config) { c.PingInterval = time.Millisecond }},
-		{"--ws-pong-timeout", func(c *Config) { c.PongTimeout = 0 }},
-		{"--ws-max-conns-per-account", func(c *Config) { c.MaxConnsPerAccount = 0 }},
-		{"--ws-rate-frames", func(c *Config) { c.RateFrames = 0 }},
-		{"--ws-rate-window", func(c *Config) { c.RateWindow = 0 }},
-		{"--ws-max-frame", func(c *Config) { c.MaxFrame = 255 }},
-		{"--ws-max-frame", func(c *Config) { c.MaxFrame = 16<<20 + 1 }},
-		{"--ws-max-pending", func(c *Config) { c.MaxPending = 4<<10 - 1 }},
-		{"--replay-limit", func(c *Config) { c.ReplayLimit = 0 }},
-		{"--replay-limit", func(c *Config) { c.ReplayLimit = 10001 }},
-	} {
-		c := DefaultConfig()
-		tc.mod(&c)
-		err := c.Validate()
-		if err == nil || !strings.HasPrefix(err.Error(), tc.flag+" ") || strings.Contains(err.Error(), "\n") {
-			t.Errorf("%s: Validate = %v, want one problem naming the flag", tc.flag, err)
-		}
-	}
+	conftest.Check(t, DefaultConfig,
+		conftest.Case("--ws-ping-interval", func(c *Config) { c.PingInterval = time.Millisecond }),
+		conftest.Case("--ws-pong-timeout", func(c *Config) { c.PongTimeout = 0 }),
+		conftest.Case("--ws-max-conns-per-account", func(c *Config) { c.MaxConnsPerAccount = 0 }),
+		conftest.Case("--ws-rate-frames", func(c *Config) { c.RateFrames = 0 }),
+		conftest.Case("--ws-rate-window", func(c *Config) { c.RateWindow = 0 }),
+		conftest.Case("--ws-max-frame", func(c *Config) { c.MaxFrame = 255 }),
+		conftest.Case("--ws-max-frame", func(c *Config) { c.MaxFrame = 16<<20 + 1 }),
+		conftest.Case("--ws-max-pending", func(c *Config) { c.MaxPending = 4<<10 - 1 }),
+		conftest.Case("--replay-limit", func(c *Config) { c.ReplayLimit = 0 }),
+		conftest.Case("--replay-limit", func(c *Config) { c.ReplayLimit = 10001 }),
+	)
 	// At the bounds: valid.
 	c := Config{PingInterval: 10 * time.Millisecond, PongTimeout: 10 * time.Millisecond, MaxConnsPerAccount: 1, RateFrames: 1,
 		RateWindow: time.Nanosecond, MaxFrame: 256, MaxPending: 4 << 10, ReplayLimit: 10000}
