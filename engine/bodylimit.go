@@ -71,6 +71,9 @@ type limitProcessor struct {
 	// edge is the connection's entry in Server.conns: the first head
 	// marks it proven (no longer evicted to make room).
 	edge *edgeConn
+	// endJob is ended as a func value, made once per connection (one job
+	// per request is queued with it).
+	endJob func()
 
 	// reserved is the request's share of the message memory budget,
 	// released (once) after its handler ran or when the connection goes.
@@ -157,8 +160,8 @@ func (p *limitProcessor) OnComplete(parser *nbhttp.Parser) {
 	p.Processor.OnComplete(parser)
 	// After the handler (and its response): the connection may rest as
 	// idle, unless the handler took it over (a WebSocket, a held pull).
-	if ec := p.edge; ec != nil {
-		parser.Execute(func() { p.s.conns.end(ec, ec.c.Session() == parser) })
+	if p.edge != nil {
+		parser.Execute(p.endJob)
 	}
 	if p.reserved.Load() != 0 {
 		// Jobs of one connection run in order, and queued jobs run even
@@ -168,6 +171,10 @@ func (p *limitProcessor) OnComplete(parser *nbhttp.Parser) {
 		}
 	}
 }
+
+// ended is the job after a request's handler (endJob): the request was
+// answered; the connection rests as idle unless the handler took it over.
+func (p *limitProcessor) ended() { p.s.conns.end(p.edge, p.edge.c.Session() == p.parser) }
 
 func (p *limitProcessor) release() { p.s.deps.Limits.Memory.Release(p.reserved.Swap(0)) }
 

@@ -75,6 +75,7 @@ func (s *Server) onOpen(c *nbio.Conn) {
 	}
 	g := &limitProcessor{Processor: p.Processor, s: s, parser: p}
 	g.edge = s.conns.opened(c, limits.ClientKey(c.RemoteAddr()))
+	g.endJob = g.ended
 	p.Processor = g
 	g.firstHead = time.AfterFunc(s.cfg.HeadTimeout, func() {
 		if !g.headSeen.Load() {
