@@ -1,7 +1,9 @@
 // Package ingest turns inbound mail into stored messages and
 // message.received events. Both edges (SMTP and the HTTP inbound API) call
 // it; it parses the message, resolves its thread, writes message and event
-// in one synced Pebble batch, and only then hands the event to delivery.
+// in one synced Pebble batch (the store writes a large message's raw bytes
+// and attachments as tables first), and only then hands the event to
+// delivery.
 //
 // Concurrency: a *Service is safe for concurrent use; concurrent callers
 // share fsyncs through the store's commit pipeline. Requests with the same
@@ -219,7 +221,8 @@ func (s *Service) DeliverHTTPRaw(in store.Inbox, raw []byte, idemKey string) (re
 // into (len 0). For a store that builds its batch in place
 // (store.SourceStore) its spare capacity (store.InboundBufferCap) lets
 // the batch be built there, over the raw bytes, instead of copying them
-// into a batch beside them; for others it holds n bytes. A caller that
+// into a batch beside them (a message large enough to be written as
+// tables needs no room); for others it holds n bytes. A caller that
 // does not know n exactly gives its best guess; a message that outgrows
 // the buffer is stored as any other.
 func (s *Service) RawBuffer(n int) []byte {

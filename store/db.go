@@ -14,6 +14,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -103,7 +104,18 @@ type DB struct {
 	inboxes *genCache[Inbox]  // by inbox id
 
 	group *groupCommitter // ingest's synced commits
-	dl    *deliveries     // the delivery side of the event log
+	// fs and dir are Pebble's; tableOpts write the tables of large
+	// messages (tables.go).
+	fs        vfs.FS
+	dir       string
+	tableOpts sstable.WriterOptions
+	// tables is held shared by a large message's ingestion until its
+	// commit, and exclusively by Close, which sets closed.
+	tables struct {
+		sync.RWMutex
+		closed bool
+	}
+	dl *deliveries // the delivery side of the event log
 
 	maxEventBytes int
 	publicURL     string
@@ -186,7 +198,8 @@ func Open(opts Options) (*DB, error) {
 		FormatMajorVersion:          pebble.FormatNewest,
 		MaxOpenFiles:                opts.MaxOpenFiles,
 	}
-	d := &DB{log: log, readOnly: opts.ReadOnly}
+	po.EnsureDefaults() // for the table writer's options (tables.go)
+	d := &DB{log: log, readOnly: opts.ReadOnly, fs: po.FS, dir: opts.Dir}
 	po.Logger = pebbleLogger{log: log.With("component", "pebble"), onFatal: func(msg string) {
 		d.failed.Store(true)
 		if opts.OnFatal != nil {
@@ -209,7 +222,12 @@ func Open(opts Options) (*DB, error) {
 	}
 	d.pdb, d.keys, d.inboxes, d.maxEventBytes = pdb, newGenCache[APIKey](keyCacheMax), newGenCache[Inbox](inboxCacheMax), maxEvent
 	d.publicURL = strings.TrimSuffix(opts.PublicURL, "/")
+	d.tableOpts = po.MakeWriterOptions(0, pdb.TableFormat())
 	if !opts.ReadOnly {
+		if err := d.dropUnfinished(); err != nil {
+			_ = pdb.Close()
+			return nil, err
+		}
 		if err := d.backfillThreads(); err != nil {
 			_ = pdb.Close()
 			return nil, err
@@ -223,6 +241,9 @@ func Open(opts Options) (*DB, error) {
 // Close flushes nothing extra (every acknowledged write is already synced)
 // and closes the database.
 func (d *DB) Close() error {
+	d.tables.Lock()
+	d.tables.closed = true
+	d.tables.Unlock()
 	d.dl.end()
 	d.group.close()
 	if err := d.pdb.Close(); err != nil {

@@ -145,6 +145,27 @@ func (d *DB) StoreInbound(items []Inbound) error {
 			return fmt.Errorf("cannot store message: inbox %s: %w", items[i].Message.InboxID, ErrNotFound)
 		}
 	}
+	// Large messages' raw bytes and attachments go in as tables of their
+	// own first (tables.go); the batch below commits the rest.
+	large := ingests(items)
+	if large != nil {
+		// Close waits for an ingestion under way: Pebble must stay open
+		// until its cleanup, should the commit fail.
+		d.tables.RLock()
+		defer d.tables.RUnlock()
+		if d.tables.closed {
+			return errStoreClosed
+		}
+		if err := d.ingestLarge(items, large); err != nil {
+			return err
+		}
+	}
+	var msgIDs []string // of the items ingested, should the commit fail
+	for i := range items {
+		if large != nil && large[i] {
+			msgIDs = append(msgIDs, items[i].Message.ID)
+		}
+	}
 
 	// direct lets large message records be encoded in place; the loop runs
 	// a second time, without, only if that failed (which would be a bug).
@@ -156,9 +177,13 @@ func (d *DB) StoreInbound(items []Inbound) error {
 			m := &it.Message
 			recs[i] = newMessageRecord(m, direct)
 			size += batchRecordBytes(len(pMessage)+len(m.ID), recs[i].size())
-			size += valueRecordBytes(len(pRaw)+len(m.ID), len(it.Raw))
-			for j, a := range m.Attachments {
-				size += valueRecordBytes(len(pAttachment)+len(m.ID)+1+len(a.Filename), it.attachmentLen(j))
+			if large != nil && large[i] {
+				size += batchRecordBytes(len(pIngesting)+len(m.ID), 0)
+			} else {
+				size += valueRecordBytes(len(pRaw)+len(m.ID), len(it.Raw))
+				for j, a := range m.Attachments {
+					size += valueRecordBytes(len(pAttachment)+len(m.ID)+1+len(a.Filename), it.attachmentLen(j))
+				}
 			}
 			size += threadKeysBytes(m, it.NewThread)
 			for _, ref := range it.ThreadRefs {
@@ -171,7 +196,7 @@ func (d *DB) StoreInbound(items []Inbound) error {
 		var buf []byte // the batch is built in items[0].Buffer (see Inbound.Buffer)
 		// Only for a large message, committed alone: Pebble keeps the
 		// buffer of a closed batch up to 1 MiB for its next batches.
-		if it := &items[0]; len(items) == 1 && len(it.Raw) >= inPlaceFromBytes && len(it.Buffer) >= size &&
+		if it := &items[0]; len(items) == 1 && large == nil && len(it.Raw) >= inPlaceFromBytes && len(it.Buffer) >= size &&
 			&it.Buffer[len(it.Buffer)-len(it.Raw)] == &it.Raw[0] {
 			buf = it.Buffer
 			b = d.pdb.NewBatch()
@@ -204,6 +229,9 @@ func (d *DB) StoreInbound(items []Inbound) error {
 			if ok = recs[i].set(b, key2(pMessage, m.ID)); !ok {
 				break
 			}
+			if large != nil && large[i] {
+				continue // its raw bytes and attachments are in (ingestLarge)
+			}
 			// Attachments before the raw bytes: Sources may read from Raw,
 			// which the raw records overwrite when the batch is in place.
 			for j, a := range m.Attachments {
@@ -224,10 +252,17 @@ func (d *DB) StoreInbound(items []Inbound) error {
 			putValue(b, rawKey, it.Raw)
 		}
 		if ok {
+			markDone(b, items, large)
 			if testHookBeforeCommit != nil {
 				testHookBeforeCommit()
 			}
-			return d.group.commit(b)
+			err := d.group.commit(b)
+			if err != nil && msgIDs != nil {
+				if derr := d.dropIngested(msgIDs); derr != nil {
+					d.log.Error("cannot remove the tables of a message not stored; the next start removes them", "error", derr)
+				}
+			}
+			return err
 		}
 		_ = b.Close()
 		d.log.Error("BUG: message record longer or shorter than computed; encoding it apart")
@@ -244,7 +279,9 @@ const inPlaceFromBytes = 1 << 20
 // again for attachments or the body text's JSON, and room for the other
 // records (an event of up to 512 KiB).
 func InboundBufferCap(n int) int {
-	if n < inPlaceFromBytes {
+	if n < inPlaceFromBytes || n >= ingestFromBytes {
+		// Small, or written as tables (tables.go) from the raw bytes
+		// where they are: no batch holds them.
 		return n
 	}
 	return 2*n + n/32 + 512<<10

@@ -1,0 +1,262 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// smallTables makes messages from 1 MiB on written as tables for the test (4 MiB otherwise),
+// so that its messages stay small enough for -race.
+func smallTables(t *testing.T) {
+	old := ingestFromBytes
+	ingestFromBytes = 1 << 20
+	t.Cleanup(func() { ingestFromBytes = old })
+}
+
+// keysOf lists the keys that mention id.
+func keysOf(t *testing.T, db *DB, id string) []string {
+	t.Helper()
+	var ks []string
+	if err := db.scan(nil, false, func(k, _ []byte) bool {
+		if bytes.Contains(k, []byte(id)) {
+			ks = append(ks, fmt.Sprintf("%q", k))
+		}
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return ks
+}
+
+// ingestFiles lists what is left in the directory the tables are written in.
+func ingestFiles(t *testing.T, fs vfs.FS, dir string) []string {
+	t.Helper()
+	names, err := fs.List(fs.PathJoin(dir, ingestDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return names
+}
+
+// TestLargeMessagesAreIngestedAsTables: messages from ingestFromBytes on (1 MiB here) are written as tables
+// (Pebble counts the ingestions) and read back byte for byte beside small ones stored at the same
+// time: raw bytes alone, attachments given as Sources and as bytes, names that are prefixes of
+// one another, several recipients of one message. No marker and no table file is left, and
+// deleting the inbox deletes what was ingested.
+func TestLargeMessagesAreIngestedAsTables(t *testing.T) {
+	smallTables(t)
+	fs := vfs.NewMem()
+	db := openMem(t, fs)
+	defer db.Close()
+	a, _, _, _ := db.CreateAccount("a")
+	in, other := newInbox(t, db, a.ID, "agent"), newInbox(t, db, a.ID, "other")
+	text := func(n int) []byte {
+		h := "From: a@example.com\r\nSubject: text\r\n\r\n"
+		return append([]byte(h), bytes.Repeat([]byte("A line of text.\r\n"), n/17+1)[:n-len(h)]...)
+	}
+	named := inbound(in, "named", time.Now())
+	named.Raw = payload(ingestFromBytes+3, 9)
+	named.Message.Attachments = nil
+	for i, name := range []string{"a.txt", "a", "a (2).txt", "b", "a.txt.gz"} {
+		data := payload([]int{chunkFromBytes + 1, 10, chunkFromBytes, chunkFromBytes - 1, 0}[i], byte(i))
+		named.Message.Attachments = append(named.Message.Attachments, AttachmentMeta{Filename: name, ContentType: "text/plain", SizeBytes: len(data)})
+		named.Attachments = append(named.Attachments, data)
+	}
+	cases := map[string]func() []Inbound{
+		"raw at the threshold": func() []Inbound { return []Inbound{inboundOf(t, db, in, text(ingestFromBytes))} },
+		"raw below it":         func() []Inbound { return []Inbound{inboundOf(t, db, in, text(ingestFromBytes-1))} },
+		"attachments as sources": func() []Inbound {
+			return []Inbound{inboundParsed(t, db, in, mimeWithAttachments(3, 600<<10), true)}
+		},
+		"attachments as bytes": func() []Inbound {
+			return []Inbound{inboundParsed(t, db, in, mimeWithAttachments(2, chunkFromBytes), false)}
+		},
+		"names that prefix others": func() []Inbound { return []Inbound{named} },
+		"two recipients": func() []Inbound {
+			raw := mimeWithAttachments(1, chunkFromBytes)
+			return []Inbound{inboundParsed(t, db, in, raw, true), inboundParsed(t, db, other, raw, true)}
+		},
+	}
+	// Small messages stored meanwhile, to be merged into the same group commits.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var small []Inbound
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; i < 300; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			it := inbound(other, fmt.Sprint("small", i), time.Now())
+			if err := db.StoreInbound([]Inbound{it}); err != nil {
+				t.Error(err)
+				return
+			}
+			small = append(small, it)
+		}
+	}()
+	before := db.pdb.Metrics().Ingest.Count
+	var stored []Inbound
+	for name, items := range cases {
+		its := items()
+		if err := db.StoreInbound(its); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		stored = append(stored, its...)
+	}
+	close(stop)
+	wg.Wait()
+	// Every case but "raw below it" is ingested.
+	if got := db.pdb.Metrics().Ingest.Count - before; got != uint64(len(cases)-1) {
+		t.Errorf("%d ingestions, want %d (one per call with a large message)", got, len(cases)-1)
+	}
+	for _, it := range append(stored, small...) {
+		if raw, err := db.GetRaw(a.ID, it.Message.ID); err != nil || !bytes.Equal(raw, it.Raw) {
+			t.Fatalf("raw of %s (%d bytes): %d bytes back, %v", it.Message.Subject, len(it.Raw), len(raw), err)
+		}
+		m, err := db.GetMessage(a.ID, it.Message.ID)
+		if err != nil || len(m.Attachments) != len(it.Message.Attachments) || m.BodyText != it.Message.BodyText {
+			t.Fatalf("message %s: %v", it.Message.Subject, err)
+		}
+		for j, am := range it.Message.Attachments {
+			var want []byte
+			if j < len(it.Sources) && it.Sources[j] != nil {
+				want, _ = io.ReadAll(it.Sources[j].Reader())
+			} else {
+				want = it.Attachments[j]
+			}
+			if _, got, err := db.GetAttachment(a.ID, it.Message.ID, am.Filename); err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("attachment %q of %s: %d of %d bytes back, %v", am.Filename, it.Message.Subject, len(got), len(want), err)
+			}
+		}
+	}
+	if ks := keysOf(t, db, pIngesting); len(ks) > 0 {
+		t.Errorf("markers left: %v", ks)
+	}
+	if names := ingestFiles(t, fs, "/db"); len(names) > 0 {
+		t.Errorf("table files left: %v", names)
+	}
+	if _, err := db.DeleteInbox(a.ID, in.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range stored {
+		if it.Message.InboxID == in.ID {
+			if ks := keysOf(t, db, it.Message.ID); len(ks) > 0 {
+				t.Fatalf("keys of a deleted inbox's message survive: %v", ks[:min(3, len(ks))])
+			}
+		}
+	}
+}
+
+// TestInterruptedIngestionIsRemovedAtOpen: a crash (only what was synced survives) after a large
+// message's tables were ingested but before its commit leaves its raw bytes and attachments in
+// Pebble, unreachable; the next Open deletes them and says so. A crash right after StoreInbound
+// returned loses nothing of a large message: the tables were synced before they were ingested.
+func TestInterruptedIngestionIsRemovedAtOpen(t *testing.T) {
+	smallTables(t)
+	fs := vfs.NewCrashableMem()
+	db := openMem(t, fs)
+	a, _, _, _ := db.CreateAccount("a")
+	in := newInbox(t, db, a.ID, "agent")
+	kept := inboundParsed(t, db, in, mimeWithAttachments(1, chunkFromBytes), true)
+	if err := db.StoreInbound([]Inbound{kept}); err != nil {
+		t.Fatal(err)
+	}
+	afterKept := fs.CrashClone(vfs.CrashCloneCfg{})
+
+	var crashed *vfs.MemFS
+	testHookBeforeCommit = func() { crashed = fs.CrashClone(vfs.CrashCloneCfg{}) }
+	defer func() { testHookBeforeCommit = nil }()
+	lost := inboundParsed(t, db, in, mimeWithAttachments(2, 600<<10), true)
+	if err := db.StoreInbound([]Inbound{lost}); err != nil {
+		t.Fatal(err)
+	}
+	testHookBeforeCommit = nil
+	_ = db.Close()
+
+	for name, c := range map[string]*vfs.MemFS{"crash before the commit": crashed, "crash after the return": afterKept} {
+		var logged bytes.Buffer
+		db2, err := Open(Options{Dir: "/db", FS: c, Logger: slog.New(slog.NewTextHandler(&logged, nil)), OnFatal: func(msg string) { panic(msg) }})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if raw, err := db2.GetRaw(a.ID, kept.Message.ID); err != nil || !bytes.Equal(raw, kept.Raw) {
+			t.Errorf("%s: raw of the acknowledged message: %d bytes back, %v", name, len(raw), err)
+		}
+		if _, got, err := db2.GetAttachment(a.ID, kept.Message.ID, "f0.pdf"); err != nil || len(got) != chunkFromBytes {
+			t.Errorf("%s: attachment of the acknowledged message: %d bytes back, %v", name, len(got), err)
+		}
+		if ks := keysOf(t, db2, lost.Message.ID); len(ks) > 0 {
+			t.Errorf("%s: keys of the message never committed survive the Open: %v", name, ks[:min(3, len(ks))])
+		}
+		if ks := keysOf(t, db2, pIngesting); len(ks) > 0 {
+			t.Errorf("%s: markers left: %v", name, ks)
+		}
+		removed := strings.Contains(logged.String(), "write was interrupted")
+		if removed != (name == "crash before the commit") {
+			t.Errorf("%s: Open logged the removal: %v (%s)", name, removed, logged.String())
+		}
+		_ = db2.Close()
+	}
+}
+
+// failingSource fails after half its bytes.
+type failingSource struct{ n int }
+
+func (s failingSource) Len() int { return s.n }
+func (s failingSource) Reader() io.Reader {
+	return io.MultiReader(bytes.NewReader(make([]byte, s.n/2)), iotestErrReader{})
+}
+
+type iotestErrReader struct{}
+
+func (iotestErrReader) Read([]byte) (int, error) { return 0, errors.New("decoding failed") }
+
+// TestFailedIngestionLeavesNothing: when a large message's tables cannot be written (here, an
+// attachment source fails half way), StoreInbound fails, and neither a marker, a key of the
+// message, nor a table file is left; the next large message is stored.
+func TestFailedIngestionLeavesNothing(t *testing.T) {
+	smallTables(t)
+	fs := vfs.NewMem()
+	db := openMem(t, fs)
+	defer db.Close()
+	a, _, _, _ := db.CreateAccount("a")
+	in := newInbox(t, db, a.ID, "agent")
+	for _, n := range []int{chunkFromBytes + 1, 100} {
+		bad := inboundParsed(t, db, in, mimeWithAttachments(2, 600<<10), true)
+		bad.Sources = []AttachmentSource{nil, failingSource{n}}
+		bad.Message.Attachments[1].SizeBytes = n
+		err := db.StoreInbound([]Inbound{bad})
+		if err == nil || !strings.Contains(err.Error(), "decoding failed") {
+			t.Fatalf("source of %d bytes failing: %v, want the source's error", n, err)
+		}
+		if ks := keysOf(t, db, bad.Message.ID); len(ks) > 0 {
+			t.Errorf("keys of the failed message: %v", ks[:min(3, len(ks))])
+		}
+		if ks := keysOf(t, db, bad.Event.ID); len(ks) > 0 {
+			t.Errorf("keys of the failed message's event: %v", ks)
+		}
+		if names := ingestFiles(t, fs, "/db"); len(names) > 0 {
+			t.Errorf("table files left: %v", names)
+		}
+	}
+	good := inboundParsed(t, db, in, mimeWithAttachments(2, 600<<10), true)
+	if err := db.StoreInbound([]Inbound{good}); err != nil {
+		t.Fatal(err)
+	}
+	if raw, err := db.GetRaw(a.ID, good.Message.ID); err != nil || !bytes.Equal(raw, good.Raw) {
+		t.Fatalf("raw after a failed message: %d bytes back, %v", len(raw), err)
+	}
+}
