@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -75,6 +76,10 @@ type limitProcessor struct {
 	// per request is queued with it).
 	endJob func()
 
+	// raw is the body of a large raw inbound message, read straight into
+	// the buffer it is stored from (ownBody); nil for other requests.
+	raw *rawBody
+
 	// reserved is the request's share of the message memory budget,
 	// released (once) after its handler ran or when the connection goes.
 	reserved atomic.Int64
@@ -89,7 +94,7 @@ const (
 
 func (p *limitProcessor) OnMethod(parser *nbhttp.Parser, method string) {
 	p.s.conns.begin(p.edge) // a request in progress: not idle (unproven.go)
-	p.method, p.uri, p.body, p.refused, p.rawMessage, p.typeSeen = method, "", 0, false, false, false
+	p.method, p.uri, p.body, p.refused, p.rawMessage, p.typeSeen, p.raw = method, "", 0, false, false, false, nil
 	p.frame = framing{}
 	p.headSize = len(method) + 1
 	p.Processor.OnMethod(parser, method)
@@ -236,6 +241,30 @@ func (p *limitProcessor) OnContentLength(parser *nbhttp.Parser, n int) {
 		return
 	}
 	p.Processor.OnContentLength(parser, n)
+	p.ownBody(n)
+}
+
+// ownBodyFromBytes is the Content-Length from which a raw inbound message
+// is read into a buffer of the gate's own (ownBody).
+const ownBodyFromBytes = 256 << 10
+
+// ownBody gives a raw inbound message of n bytes (from ownBodyFromBytes
+// on) a body of its own: OnBody appends to the buffer ingest stores it
+// from (ingest.Service.RawBuffer), instead of nbhttp's pooled body
+// buffers, which the handler would copy out of (a message-sized copy
+// more while it is stored).
+func (p *limitProcessor) ownBody(n int) {
+	if n < ownBodyFromBytes || !p.inbound() || !p.rawMessage || p.s.deps.Ingest == nil {
+		return
+	}
+	sp, ok := p.Processor.(interface{ Request() *http.Request })
+	if !ok {
+		return
+	}
+	if r := sp.Request(); r != nil && r.Body == nil {
+		p.raw = &rawBody{buf: p.s.deps.Ingest.RawBuffer(n)}
+		r.Body = p.raw
+	}
 }
 
 // reserve takes n body bytes' share of the memory budget, or answers 503.
@@ -263,7 +292,44 @@ func (p *limitProcessor) OnBody(parser *nbhttp.Parser, data []byte) error {
 	if p.frame.chunked && !p.reserve(len(data)) { // a chunked body reserves as it grows
 		return errBodyTooLarge
 	}
+	if p.raw != nil {
+		// Within its capacity: the parser passes Content-Length bytes.
+		p.raw.buf = append(p.raw.buf, data...)
+		return nil
+	}
 	return p.Processor.OnBody(parser, data)
+}
+
+// rawBody is the body ownBody gives a request.
+type rawBody struct {
+	buf []byte
+	off int // read so far
+}
+
+func (b *rawBody) Read(p []byte) (int, error) {
+	if b.off >= len(b.buf) {
+		return 0, io.EOF
+	}
+	n := copy(p, b.buf[b.off:])
+	b.off += n
+	return n, nil
+}
+
+// Close lets go of the buffer (nbhttp closes a body after its handler).
+func (b *rawBody) Close() error {
+	b.buf = nil
+	return nil
+}
+
+// take returns the whole body of n bytes, when nothing of it was read,
+// and hands it over: the body reads as empty afterwards.
+func (b *rawBody) take(n int64) ([]byte, bool) {
+	if b.off != 0 || int64(len(b.buf)) != n {
+		return nil, false
+	}
+	buf := b.buf
+	b.buf = nil
+	return buf, true
 }
 
 // refuseBody answers 413: the body is never read.

@@ -73,6 +73,12 @@ func readBody(r *req, limit int) ([]byte, error) {
 // buffer is in's RawBuffer, whose spare capacity lets the store build its
 // batch over the message instead of beside it.
 func readRawMessage(r *req, limit int, in *ingest.Service) ([]byte, error) {
+	if rb, ok := r.Body.(*rawBody); ok {
+		// Read by the request gate into a RawBuffer already (ownBody).
+		if b, ok := rb.take(r.ContentLength); ok {
+			return b, nil
+		}
+	}
 	return readBodyInto(r, limit, in.RawBuffer)
 }
 

@@ -499,6 +499,17 @@ UPGRADER:
 				start += cl
 				i = start - 1
 			} else {
+				// mailwire: hand over what arrived instead of caching
+				// it until the whole body is there (the cache grew by
+				// appending, then OnBody copied it whole).
+				if left > 0 {
+					err := p.Processor.OnBody(p, data[start:])
+					if err != nil {
+						return err
+					}
+					p.contentLength -= left
+					start = len(data)
+				}
 				goto Exit
 			}
 		case stateBodyChunkSizeBefore:

@@ -117,6 +117,16 @@ type ServerProcessor struct {
 	request *http.Request
 }
 
+// Request returns the request being parsed, nil between requests.
+// (mailwire: lets a wrapping Processor give a request a body of its own;
+// a Body it sets before the first OnBody is kept, and closed with the
+// request.)
+//
+//go:norace
+func (p *ServerProcessor) Request() *http.Request {
+	return p.request
+}
+
 // OnMethod .
 //
 //go:norace
