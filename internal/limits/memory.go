@@ -155,19 +155,21 @@ func (m *Memory) refuse(n int64, what string) {
 }
 
 // IngestCopies is how many times a message's size it holds against the
-// budget. What is live at once while it is stored: for one recipient
-// with a declared size, its receive buffer (about 2.06×; the Pebble batch
-// is built in it over the raw bytes, attachments decoded straight into
-// it), plus a large text body's text (about 1×) and, over HTTP, nbhttp's
-// copy of the body while it is read (1×): 2.1× measured for a 20 MiB
-// message with a 15 MiB attachment, about 3× for a 20 MiB text body or
-// over HTTP. Without a declared size or for several recipients the batch
-// is beside the raw bytes: up to 3.7× (5× for a text body; a DATA buffer
-// grown by doubling is charged for its capacity). 3× was tried: the HTTP
-// pressure run then peaked at the budget + 2.4×. Garbage the collector
-// has not reclaimed yet comes on top; the Go memory limit
-// (SetGoMemoryLimit) bounds it (docs/OPERATIONS.md, "Resource budgets",
-// and docs/BENCHMARKS.md, "Memory per in-flight message").
+// budget. What is live at once while it is stored: from 4 MiB on, its
+// receive buffer (1×: the store writes the raw bytes and attachments to
+// tables from it, store/tables.go; over HTTP the body is read straight
+// into it) plus, for a large text body, its text and its record (about
+// 2× more); below 4 MiB, for one recipient with a declared size, the
+// receive buffer with room for the Pebble batch built in it (about
+// 2.06×). Without a declared size or for several recipients a smaller
+// message's batch is beside the raw bytes: up to 3.7× (a DATA buffer
+// grown by doubling is charged for its capacity). Peak RSS per in-flight
+// 20 MiB message, garbage included: 2.0–2.2× with an attachment, about
+// 5.5× with a 20 MiB text body, which is why the charge stays 4×.
+// Garbage the collector has not reclaimed yet comes on top; the Go
+// memory limit (SetGoMemoryLimit) bounds it (docs/OPERATIONS.md,
+// "Resource budgets", and docs/BENCHMARKS.md, "Memory per in-flight
+// message").
 const IngestCopies = 4
 
 // MessageCost is the reservation for a message (or request body) of n
