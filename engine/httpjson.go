@@ -35,7 +35,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 func (s *Server) writeErr(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *apiError
 	switch {
-	case errors.Is(err, store.ErrReadOnly):
+	case errors.Is(err, store.ErrReadOnly), errors.Is(err, store.ErrNoSpace):
 		w.Header().Set("Retry-After", "60")
 		ae = errf(http.StatusInsufficientStorage, codeInsufficientStorage, "the server's disk is full: changes are refused until space comes back")
 	case errors.Is(err, store.ErrUnconfirmed):

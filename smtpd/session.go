@@ -303,9 +303,9 @@ func (s *session) deliverFailed(err error, size int) error {
 		s.srv.m.reject(reasonNotMessage)
 		s.srv.log.Info("message refused", "remote", s.remote, "reason", reasonNotMessage, "size", size, "error", err)
 		return replyNotMessage
-	case errors.Is(err, store.ErrReadOnly):
+	case errors.Is(err, store.ErrReadOnly), errors.Is(err, store.ErrNoSpace):
 		s.srv.m.reject(reasonDiskFull)
-		s.srv.log.Warn("message refused: the store is read-only (disk full)", "remote", s.remote, "size", size)
+		s.srv.log.Warn("message refused: the disk is full", "remote", s.remote, "size", size, "error", err)
 		return replyDiskFull
 	case errors.Is(err, store.ErrUnconfirmed):
 		s.srv.m.reject(reasonUnavailable)

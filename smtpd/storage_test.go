@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -87,5 +88,55 @@ func TestStorageErrorWAL(t *testing.T) {
 	evts, _, err := db.ListEvents(e.account.ID, store.EventFilter{}, store.Page{Limit: 10})
 	if err != nil || len(evts) != 1 {
 		t.Fatalf("after reopening: %d events (%v), want 1", len(evts), err)
+	}
+}
+
+// tableWriteFull fails writes of the tables a large message is stored in
+// (store/tables.go) with ENOSPC while on.
+func tableWriteFull() *errorfs.Toggle {
+	return &errorfs.Toggle{Injector: errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if !strings.Contains(op.Path, "mailwire-ingest") {
+			return nil
+		}
+		switch op.Kind {
+		case errorfs.OpFileWrite, errorfs.OpFileWriteAt, errorfs.OpFileSync, errorfs.OpFileSyncData:
+			return syscall.ENOSPC
+		}
+		return nil
+	})}
+}
+
+// A disk that fills up while a large message's tables are written: the
+// message gets 452 4.3.1 (nothing was stored), the server goes on (a small
+// message is stored meanwhile), and the same large message is stored once
+// there is room. Before, such a write failure was answered 451 4.3.0 as
+// an unknown storage error.
+func TestStorageFullWhileWritingTables(t *testing.T) {
+	dir := t.TempDir()
+	fault := tableWriteFull()
+	e := newEnv(t, envOptions{fs: errorfs.Wrap(vfs.Default, fault), dir: dir, quietDelivery: true})
+	c := hello(t, e.srv.Addr())
+	send := func(subject, body, want string) {
+		t.Helper()
+		c.cmd("MAIL FROM:<alice@example.com>", "250 ")
+		c.cmd("RCPT TO:<agent@localhost>", "250 ")
+		c.data(message(subject, body), want)
+	}
+	large := strings.Repeat("A line of a large message, written as tables.\r\n", 5<<20/48)
+	fault.On()
+	send("large, disk full", large, "452 4.3.1 ")
+	send("small, disk full for tables", "body", "250 ")
+	if got := e.rejected(reasonDiskFull); got != 1 {
+		t.Errorf("disk_full = %v, want 1", got)
+	}
+	fault.Off()
+	send("large, room again", large, "250 ")
+	c.close()
+	var subjects []string
+	for _, m := range e.messages("agent") {
+		subjects = append(subjects, m.Subject)
+	}
+	if strings.Contains(strings.Join(subjects, "|"), "large, disk full") || len(subjects) != 2 {
+		t.Errorf("stored: %q, want the small message and the large one sent with room", subjects)
 	}
 }

@@ -39,6 +39,9 @@ var (
 	// away mid-write and whose retries ran out): it may have been stored.
 	// A client that retries may see it twice, never zero times.
 	ErrUnconfirmed = errors.New("the write may have been stored but was not confirmed")
+	// ErrNoSpace: the disk filled up while a large message's tables were
+	// written (tables.go); nothing was stored, and the store goes on.
+	ErrNoSpace = errors.New("the disk is full")
 )
 
 // Options configure Open. The zero value of every field has a documented
@@ -109,6 +112,8 @@ type DB struct {
 	fs        vfs.FS
 	dir       string
 	tableOpts sstable.WriterOptions
+	// ingestSlots bounds concurrent ingestions (ingestLarge).
+	ingestSlots chan struct{}
 	// tables is held shared by a large message's ingestion until its
 	// commit, and exclusively by Close, which sets closed.
 	tables struct {
@@ -165,21 +170,15 @@ func (d *DB) Health() string {
 // still valid while SettingsGen() == g.
 func (d *DB) SettingsGen() uint64 { return d.settingsGen.Load() }
 
-// Open opens (creating if needed) the database in opts.Dir.
-func Open(opts Options) (*DB, error) {
-	if opts.Dir == "" {
-		return nil, errors.New("cannot open store: no directory given")
-	}
-	log := opts.Logger
-	if log == nil {
-		log = slog.Default()
-	}
+// pebbleOptions are the options d opens Pebble with; the caller unrefs
+// their Cache once Pebble is open. Pebble's logger reports to d's and its
+// fatal errors to opts.OnFatal (or exit 74).
+func (d *DB) pebbleOptions(opts Options) *pebble.Options {
 	cacheBytes := opts.CacheBytes
 	if cacheBytes <= 0 {
 		cacheBytes = 64 << 20
 	}
 	cache := pebble.NewCache(cacheBytes)
-	defer cache.Unref()
 	// Bloom filters let point reads of absent keys (idempotency keys,
 	// threads, due entries) skip the tables.
 	var levels [7]pebble.LevelOptions
@@ -191,16 +190,15 @@ func Open(opts Options) (*DB, error) {
 		FS:       opts.FS,
 		Cache:    cache,
 		ReadOnly: opts.ReadOnly,
-		// Large inbound messages go through the WAL; a bigger memtable
-		// keeps flushes from stalling ingest.
+		// Inbound messages below 4 MiB go through the WAL (larger ones
+		// are ingested as tables); a bigger memtable keeps flushes from
+		// stalling ingest.
 		MemTableSize:                64 << 20,
 		MemTableStopWritesThreshold: 4,
 		FormatMajorVersion:          pebble.FormatNewest,
 		MaxOpenFiles:                opts.MaxOpenFiles,
 	}
-	po.EnsureDefaults() // for the table writer's options (tables.go)
-	d := &DB{log: log, readOnly: opts.ReadOnly, fs: po.FS, dir: opts.Dir}
-	po.Logger = pebbleLogger{log: log.With("component", "pebble"), onFatal: func(msg string) {
+	po.Logger = pebbleLogger{log: d.log.With("component", "pebble"), onFatal: func(msg string) {
 		d.failed.Store(true)
 		if opts.OnFatal != nil {
 			opts.OnFatal(msg)
@@ -208,6 +206,26 @@ func Open(opts Options) (*DB, error) {
 		}
 		time.AfterFunc(FatalExitGrace, func() { os.Exit(74) }) // EX_IOERR
 	}}
+	// For the table writer's options (tables.go). After Logger is set:
+	// EnsureDefaults binds the logger into Pebble's event listener (its
+	// background-error and corruption handlers), and Open keeps those.
+	po.EnsureDefaults()
+	return po
+}
+
+// Open opens (creating if needed) the database in opts.Dir.
+func Open(opts Options) (*DB, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("cannot open store: no directory given")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	d := &DB{log: log, readOnly: opts.ReadOnly, dir: opts.Dir, ingestSlots: make(chan struct{}, ingestSlots)}
+	po := d.pebbleOptions(opts)
+	defer po.Cache.Unref()
+	d.fs = po.FS
 	pdb, err := pebble.Open(opts.Dir, po)
 	if errors.Is(err, syscall.EWOULDBLOCK) || errors.Is(err, syscall.EAGAIN) {
 		// Pebble's LOCK file is held (flock): another process has it open.

@@ -45,7 +45,7 @@ type groupCommitter struct {
 	once sync.Once
 
 	// alone is held shared by the commits of large batches (commitAlone)
-	// and exclusively by close, which sets closed.
+	// and by sends to in, and exclusively by close, which sets closed.
 	alone  sync.RWMutex
 	closed bool
 }
@@ -97,14 +97,15 @@ func (g *groupCommitter) commitAlone(b *pebble.Batch) error {
 	return nil
 }
 
-// send queues r; false when the store was closed under the caller.
-func (g *groupCommitter) send(r *groupReq) (ok bool) {
-	defer func() {
-		if recover() != nil { // send on the closed channel
-			ok = false
-		}
-	}()
-	g.in <- r
+// send queues r; false when the store was closed under the caller. It
+// holds alone shared, so that close cannot close g.in under a send.
+func (g *groupCommitter) send(r *groupReq) bool {
+	g.alone.RLock()
+	defer g.alone.RUnlock()
+	if g.closed {
+		return false
+	}
+	g.in <- r // the committers run until g.in is closed: never blocked for long
 	return true
 }
 

@@ -8,6 +8,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/objstorage/objstorageprovider"
@@ -51,6 +52,11 @@ const (
 	// pIngesting marks a message whose tables are being ingested:
 	// zi/<msgID> -> nil, deleted by the message's commit.
 	pIngesting = "zi/"
+	// ingestSlots bounds the large messages written as tables at once:
+	// Pebble ingests one at a time anyway, and each holds two descriptors
+	// while its table is written and loaded (within the descriptor
+	// budget's slack for files besides Pebble's tables).
+	ingestSlots = 2
 	// ingestDir is the directory, inside Pebble's, where the tables are
 	// written before Pebble links them in (the same file system, so the
 	// link needs no copy). Its files are removed at Open.
@@ -77,6 +83,8 @@ func ingests(items []Inbound) []bool {
 // (markDone), or calls dropIngested. On error, nothing of it is left
 // (or, should the cleanup fail too, a marker that the next Open acts on).
 func (d *DB) ingestLarge(items []Inbound, large []bool) (err error) {
+	d.ingestSlots <- struct{}{}
+	defer func() { <-d.ingestSlots }()
 	var msgIDs []string
 	b := d.pdb.NewBatch()
 	for i := range items {
@@ -98,6 +106,10 @@ func (d *DB) ingestLarge(items []Inbound, large []bool) (err error) {
 		}
 		if derr := d.dropIngested(msgIDs); derr != nil {
 			d.log.Error("cannot remove the tables of a message not stored; the next start removes them", "error", derr)
+		}
+		if errors.Is(err, syscall.ENOSPC) {
+			err = fmt.Errorf("cannot store message: %w: %w", ErrNoSpace, err)
+			return
 		}
 		err = fmt.Errorf("cannot store message: %w", err)
 	}()
@@ -132,7 +144,10 @@ func (d *DB) ingestLarge(items []Inbound, large []bool) (err error) {
 }
 
 // testHookBeforeIngest, set by tests, runs when ingestLarge's tables are
-// written and synced, before Pebble ingests them.
+// written and synced, before Pebble ingests them. (A test's crash clone of
+// a vfs.NewCrashableMem must not be taken while an ingestion runs: MemFS's
+// Link takes its clone lock shared twice, and a clone waiting between the
+// two blocks both forever.)
 var testHookBeforeIngest func()
 
 // markDone deletes the markers of the items marked in large in b, the

@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -258,5 +261,77 @@ func TestFailedIngestionLeavesNothing(t *testing.T) {
 	}
 	if raw, err := db.GetRaw(a.ID, good.Message.ID); err != nil || !bytes.Equal(raw, good.Raw) {
 		t.Fatalf("raw after a failed message: %d bytes back, %v", len(raw), err)
+	}
+}
+
+// TestPebbleEventsReachTheStoresLogger: Pebble's background errors (a failed flush or compaction)
+// are logged through the store's logger, and a data corruption report goes to OnFatal (after which
+// the store refuses writes). When the table writer's options were first made (EnsureDefaults
+// before the logger was set), Pebble bound its own default logger into these handlers: the error
+// went to Go's log and a corruption called os.Exit(1), past OnFatal.
+func TestPebbleEventsReachTheStoresLogger(t *testing.T) {
+	var logged bytes.Buffer
+	var fatal string
+	d := &DB{log: slog.New(slog.NewTextHandler(&logged, nil))}
+	po := d.pebbleOptions(Options{Dir: "/db", FS: vfs.NewMem(), OnFatal: func(msg string) { fatal = msg }})
+	defer po.Cache.Unref()
+	po.EventListener.BackgroundError(errors.New("flush failed: no space left on device"))
+	if !strings.Contains(logged.String(), "flush failed: no space left on device") || !strings.Contains(logged.String(), "component=pebble") {
+		t.Errorf("background error not in the store's log: %q", logged.String())
+	}
+	func() {
+		defer func() { _ = recover() }() // Fatalf must not return
+		po.EventListener.DataCorruption(pebble.DataCorruptionInfo{Path: "000001.sst", Details: errors.New("checksum mismatch")})
+	}()
+	if !strings.Contains(fatal, "000001.sst") || !d.failed.Load() {
+		t.Errorf("data corruption: OnFatal got %q, store failed %v", fatal, d.failed.Load())
+	}
+}
+
+// TestStoreInboundDuringClose: large and small messages stored while the store closes are each
+// stored or refused with errStoreClosed, and the race detector sees no send on the group
+// committer's channel racing its close (there was one: send relied on recovering from a send on
+// a closed channel).
+func TestStoreInboundDuringClose(t *testing.T) {
+	smallTables(t)
+	for round := range 3 {
+		db := openMem(t, vfs.NewMem())
+		a, _, _, _ := db.CreateAccount("a")
+		in := newInbox(t, db, a.ID, "agent")
+		raw := mimeWithAttachments(2, 600<<10)
+		var wg sync.WaitGroup
+		var stored, refused atomic.Int64
+		for w := range 6 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; ; i++ {
+					it := inbound(in, fmt.Sprintf("w%di%d", w, i), time.Now())
+					if w%2 == 0 {
+						it = inboundParsed(t, db, in, raw, true)
+					}
+					switch err := db.StoreInbound([]Inbound{it}); {
+					case err == nil:
+						stored.Add(1)
+					case errors.Is(err, errStoreClosed):
+						refused.Add(1)
+						return
+					default:
+						t.Errorf("round %d: %v", round, err)
+						return
+					}
+				}
+			}()
+		}
+		for stored.Load() < int64(4+4*round) {
+			runtime.Gosched()
+		}
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+		if refused.Load() != 6 {
+			t.Errorf("round %d: %d writers refused after the close, want 6", round, refused.Load())
+		}
 	}
 }
