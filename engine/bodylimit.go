@@ -252,7 +252,9 @@ const ownBodyFromBytes = 256 << 10
 // on) a body of its own: OnBody appends to the buffer ingest stores it
 // from (ingest.Service.RawBuffer), instead of nbhttp's pooled body
 // buffers, which the handler would copy out of (a message-sized copy
-// more while it is stored).
+// more while it is stored). The buffer is allocated once a share of the
+// body has arrived (1 MiB or a sixteenth), not at the head: heads alone
+// (with a bad key, say) make the server allocate nothing.
 func (p *limitProcessor) ownBody(n int) {
 	if n < ownBodyFromBytes || !p.inbound() || !p.rawMessage || p.s.deps.Ingest == nil {
 		return
@@ -262,7 +264,7 @@ func (p *limitProcessor) ownBody(n int) {
 		return
 	}
 	if r := sp.Request(); r != nil && r.Body == nil {
-		p.raw = &rawBody{buf: p.s.deps.Ingest.RawBuffer(n)}
+		p.raw = &rawBody{n: n}
 		r.Body = p.raw
 	}
 }
@@ -293,6 +295,19 @@ func (p *limitProcessor) OnBody(parser *nbhttp.Parser, data []byte) error {
 		return errBodyTooLarge
 	}
 	if p.raw != nil {
+		if p.raw.buf == nil {
+			// Allocated once a share of the body is here: a head alone
+			// does not make the server allocate the message.
+			if from := min(p.raw.n, max(1<<20, p.raw.n/16)); len(p.raw.pre)+len(data) < from {
+				if p.raw.pre == nil {
+					p.raw.pre = make([]byte, 0, from)
+				}
+				p.raw.pre = append(p.raw.pre, data...)
+				return nil
+			}
+			p.raw.buf = append(p.s.deps.Ingest.RawBuffer(p.raw.n), p.raw.pre...)
+			p.raw.pre = nil
+		}
 		// Within its capacity: the parser passes Content-Length bytes.
 		p.raw.buf = append(p.raw.buf, data...)
 		return nil
@@ -303,7 +318,9 @@ func (p *limitProcessor) OnBody(parser *nbhttp.Parser, data []byte) error {
 // rawBody is the body ownBody gives a request.
 type rawBody struct {
 	buf []byte
-	off int // read so far
+	off int    // read so far
+	n   int    // Content-Length
+	pre []byte // the first bytes, until buf is allocated
 }
 
 func (b *rawBody) Read(p []byte) (int, error) {
@@ -317,7 +334,7 @@ func (b *rawBody) Read(p []byte) (int, error) {
 
 // Close lets go of the buffer (nbhttp closes a body after its handler).
 func (b *rawBody) Close() error {
-	b.buf = nil
+	b.buf, b.pre = nil, nil
 	return nil
 }
 
