@@ -152,9 +152,9 @@ func (c *Conn) IsClosed() (bool, error) {
 //
 //go:norace
 func (c *Conn) ExecuteLen() int {
-	c.mux.Lock()
+	c.jmux.Lock()
 	n := len(c.jobList)
-	c.mux.Unlock()
+	c.jmux.Unlock()
 	return n
 }
 
@@ -183,15 +183,15 @@ func (c *Conn) ExecuteLen() int {
 //
 //go:norace
 func (c *Conn) Execute(job func()) bool {
-	c.mux.Lock()
-	if c.closed {
-		c.mux.Unlock()
+	c.jmux.Lock()
+	if c.jclosed {
+		c.jmux.Unlock()
 		return false
 	}
 
 	isHead := (len(c.jobList) == 0)
 	c.jobList = append(c.jobList, job)
-	c.mux.Unlock()
+	c.jmux.Unlock()
 
 	// If there's no job running, run Engine.Execute to run this job
 	// and new jobs appended before this head job is done.
@@ -209,10 +209,10 @@ func (c *Conn) Execute(job func()) bool {
 //
 //go:norace
 func (c *Conn) MustExecute(job func()) {
-	c.mux.Lock()
+	c.jmux.Lock()
 	isHead := (len(c.jobList) == 0)
 	c.jobList = append(c.jobList, job)
-	c.mux.Unlock()
+	c.jmux.Unlock()
 
 	// If there's no job running, run Engine.Execute to run this job
 	// and new jobs appended before this head job is done.
@@ -241,21 +241,21 @@ func (c *Conn) execute(job func()) {
 				job()
 			}()
 
-			c.mux.Lock()
+			c.jmux.Lock()
 			i++
 			if len(c.jobList) == i {
 				// set nil to release the job and gc
 				c.jobList[i-1] = nil
 				// reuse the slice
 				c.jobList = c.jobList[0:0]
-				c.mux.Unlock()
+				c.jmux.Unlock()
 				return
 			}
 			// get next job
 			job = c.jobList[i]
 			// set nil to release the job and gc
 			c.jobList[i] = nil
-			c.mux.Unlock()
+			c.jmux.Unlock()
 		}
 	})
 }

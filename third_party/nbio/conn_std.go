@@ -42,6 +42,8 @@ type Conn struct {
 	session interface{}
 
 	jobList []func()
+	jmux    sync.Mutex // guards jobList and jclosed (see conn_unix.go)
+	jclosed bool
 
 	cache *bytes.Buffer
 
@@ -282,6 +284,9 @@ func (c *Conn) Close() error {
 	c.mux.Lock()
 	if !c.closed {
 		c.closed = true
+		c.jmux.Lock()
+		c.jclosed = true
+		c.jmux.Unlock()
 
 		if c.rTimer != nil {
 			c.rTimer.Stop()

@@ -112,6 +112,16 @@ type toWrite struct {
 type Conn struct {
 	mux sync.Mutex
 
+	// mailwire: rmux orders reads against the close of the fd (rclosed),
+	// and jmux guards jobList (jclosed), so that the poller never waits
+	// for mux, which a writer holds through its write(2) (see MAILWIRE.md,
+	// "The poller does not wait for writers"). Lock order: mux → rmux,
+	// mux → jmux; nothing takes mux while holding rmux or jmux.
+	rmux    sync.Mutex
+	rclosed bool
+	jmux    sync.Mutex
+	jclosed bool
+
 	// the poller that handles io events for this connection.
 	p *poller
 
@@ -259,14 +269,14 @@ func (c *Conn) Read(b []byte) (int, error) {
 	// When the connection is closed and the fd is reused on Unix,
 	// new connection maybe hold the same fd.
 	// Use lock to prevent data confusion.
-	c.mux.Lock()
-	if c.closed {
-		c.mux.Unlock()
+	c.rmux.Lock()
+	if c.rclosed {
+		c.rmux.Unlock()
 		return 0, net.ErrClosed
 	}
 
 	_, n, err := c.doRead(b)
-	c.mux.Unlock()
+	c.rmux.Unlock()
 	// if err == nil {
 	// 	c.p.g.afterRead(c)
 	// }
@@ -287,14 +297,14 @@ func (c *Conn) ReadAndGetConn(pdata *[]byte) (*Conn, int, error) {
 	// When the connection is closed and the fd is reused on Unix,
 	// new connection maybe hold the same fd.
 	// Use lock to prevent data confusion.
-	c.mux.Lock()
-	if c.closed {
-		c.mux.Unlock()
+	c.rmux.Lock()
+	if c.rclosed {
+		c.rmux.Unlock()
 		return c, 0, net.ErrClosed
 	}
 
 	dstConn, n, err := c.doRead(*pdata)
-	c.mux.Unlock()
+	c.rmux.Unlock()
 	// if err == nil {
 	// 	c.p.g.afterRead(c)
 	// }
@@ -1091,6 +1101,16 @@ func (c *Conn) closeWithError(err error) error {
 //go:norace
 func (c *Conn) closeWithErrorWithoutLock(err error) error {
 	c.closeErr = err
+
+	// Every close ends here (with c.closed set): no job is queued and no
+	// read starts from now on, and a read in progress ends before the fd
+	// is closed (it could be reused by the next accepted connection).
+	c.jmux.Lock()
+	c.jclosed = true
+	c.jmux.Unlock()
+	c.rmux.Lock()
+	c.rclosed = true
+	c.rmux.Unlock()
 
 	if c.writeList != nil {
 		for _, t := range c.writeList {

@@ -238,9 +238,6 @@ func (p *ServerProcessor) OnComplete(parser *Parser) {
 	engine := parser.Engine
 	conn := parser.Conn
 	request.RemoteAddr = conn.RemoteAddr().String()
-	if parser.Engine.WriteTimeout > 0 {
-		_ = conn.SetWriteDeadline(time.Now().Add(engine.WriteTimeout))
-	}
 
 	if request.URL.Host == "" {
 		request.URL.Host = request.Header.Get("Host")
@@ -288,6 +285,11 @@ func (p *ServerProcessor) OnComplete(parser *Parser) {
 		engine.OnRequest(response, request)
 	}
 	if !parser.Execute(func() {
+		// mailwire: armed by the job, not by the poller, which would wait
+		// for the connection's lock while a writer holds it (MAILWIRE.md).
+		if engine.WriteTimeout > 0 {
+			_ = conn.SetWriteDeadline(time.Now().Add(engine.WriteTimeout))
+		}
 		engine.Handler.ServeHTTP(response, request)
 		p.flushResponse(parser, response)
 	}) {

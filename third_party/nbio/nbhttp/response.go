@@ -245,12 +245,14 @@ func (res *Response) writeChunk(conn net.Conn, data []byte, l int) (int, error) 
 		pbuf = mempool.AppendString(pbuf, lenStr)
 		pbuf = mempool.AppendString(pbuf, "\r\n")
 		_, err = conn.Write(*pbuf)
-		mempool.Free(pbuf)
 		if err != nil {
+			mempool.Free(pbuf)
 			return 0, err
 		}
 
-		// Reset the cache buffer.
+		// Reset the cache buffer and go on with it (mailwire: upstream
+		// freed it here and then appended to it and freed it again, so
+		// another request's buffer became this answer's; see MAILWIRE.md).
 		*pbuf = (*pbuf)[0:0]
 	} else {
 		// 2. Append length string to the new buffer.
