@@ -317,7 +317,13 @@ func (c *conn) pushEvent(evtID string, attempt int, frame []byte, trp **heldPush
 			return pushDeduped, acking
 		}
 	}
+	// The credit comes before the write: the client may ack the frame
+	// (and the poller read the ack) before writeLocked returns.
+	c.addAckCredit()
 	r := c.writeLocked(frame)
+	if r != wrote {
+		c.takeAckCredit()
+	}
 	c.mu.Unlock()
 	switch r {
 	case wrote:
@@ -333,7 +339,8 @@ func (c *conn) pushEvent(evtID string, attempt int, frame []byte, trp **heldPush
 // limit (one per event frame it received and has not acked yet).
 const ackCreditMax = 10000
 
-// addAckCredit grants one ack for an event frame written.
+// addAckCredit grants one ack for an event frame, before it is written
+// (taken back with takeAckCredit when the write does not happen).
 func (c *conn) addAckCredit() {
 	for {
 		n := c.ackCredit.Load()

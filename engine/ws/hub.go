@@ -152,8 +152,7 @@ func (h *Hub) Push(ev *store.Event, attempt int, at time.Time, done func(deliver
 				}
 			}
 			if r == pushWritten {
-				sent++
-				c.addAckCredit()
+				sent++ // its ack credit was granted by pushEvent
 			}
 		}
 		h.m.delivered.Add(sent)

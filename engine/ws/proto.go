@@ -206,10 +206,11 @@ func (c *conn) replay(from string, f subs.Filter) map[string]int {
 		case pending:
 			attempt = st.Attempts + 1 // this write is the next attempt
 		}
+		c.addAckCredit() // before the frame can reach the client
 		if !c.send(encodeEventFrame(&ev.Event, attempt, now)) {
+			c.takeAckCredit()
 			return replayed
 		}
-		c.addAckCredit()
 		replayed[ev.ID] = next
 		h.m.frameOut("replay")
 		h.m.replayed.Inc()
@@ -273,11 +274,13 @@ func (c *conn) endHold(replayed map[string]int) {
 			results = append(results, res{hf.tr, false})
 			continue
 		}
+		c.addAckCredit() // before the frame can reach the client
 		r := c.writeLocked(hf.frame)
 		isSlow = r == slow
 		if r == wrote {
 			written++
-			c.addAckCredit()
+		} else {
+			c.takeAckCredit()
 		}
 		results = append(results, res{hf.tr, r == wrote})
 	}
