@@ -514,3 +514,53 @@ func TestLargeAnswerOnConnectionCloseIsSentWhole(t *testing.T) {
 		}
 	}
 }
+
+// TestPipelinedHeadIsCheckedToo: a malformed head that shares a read with
+// the end of the request before it (pipelined) is refused with 400 like
+// the same head alone: whitespace before a header's colon (a request
+// smuggling vector behind a proxy: "Authorization : …") and obsolete line
+// folding — and the request before it is answered first. The request
+// gate scans raw heads per read, so a head that starts after another
+// request in the same read is not scanned; nbhttp's parser now refuses
+// both forms itself. Before, the head with a space before its colon was
+// answered 200, its key accepted. (Found by a review.)
+func TestPipelinedHeadIsCheckedToo(t *testing.T) {
+	s := startAPI(t)
+	acc := s.NewAccount("a")
+	in := s.NewInbox(acc.Key, "agent")
+	good := fmt.Sprintf("GET /v1/inboxes/%s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", in, acc.Key)
+	post := `{"from":"a@example.com","subject":"first","text":"hi"}`
+	postReq := fmt.Sprintf("POST /v1/inboxes/%s/inbound HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", in, acc.Key, len(post), post)
+	bads := map[string]string{
+		"space before the colon": fmt.Sprintf("GET /v1/inboxes/%s HTTP/1.1\r\nHost: x\r\nAuthorization : Bearer %s\r\n\r\n", in, acc.Key),
+		"obsolete folding":       fmt.Sprintf("GET /v1/inboxes/%s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer\r\n %s\r\n\r\n", in, acc.Key),
+	}
+	for name, bad := range bads {
+		for first, firstReq := range map[string]string{"alone": "", "after a GET": good, "after a POST": postReq} {
+			c, err := net.Dial("tcp", strings.TrimPrefix(s.URL, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = c.Write([]byte(firstReq + bad))
+			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			br := bufio.NewReader(c)
+			var codes []int
+			for {
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					break
+				}
+				codes = append(codes, resp.StatusCode)
+				_ = resp.Body.Close()
+			}
+			_ = c.Close()
+			want := 1
+			if firstReq != "" {
+				want = 2
+			}
+			if len(codes) != want || codes[len(codes)-1] != http.StatusBadRequest {
+				t.Errorf("%s, %s: answers %v, want the malformed head refused with 400 (and the request before it answered)", name, first, codes)
+			}
+		}
+	}
+}

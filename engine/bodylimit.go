@@ -379,8 +379,16 @@ func (p *limitProcessor) answer(status int, code, msg string, hdr map[string]str
 	}
 	resp := fmt.Sprintf("HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%sConnection: close\r\n\r\n%s",
 		status, http.StatusText(status), len(body), extra.String(), body)
-	_, _ = p.parser.Conn.Write([]byte(resp))
-	lingerClose(p.parser.Conn)
+	// Behind the connection's queued jobs: a request pipelined before
+	// this one is answered first (its handler may have stored a message).
+	// Meanwhile reads are dropped (refused).
+	write := func() {
+		_, _ = p.parser.Conn.Write([]byte(resp))
+		lingerClose(p.parser.Conn)
+	}
+	if !p.parser.Execute(write) {
+		write()
+	}
 }
 
 // parse hands data to nbhttp's parser: a parse error (which nbhttp closes

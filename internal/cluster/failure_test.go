@@ -431,9 +431,10 @@ func TestTwoLeasesOfOneEventOnOneNode(t *testing.T) {
 	inbox := a.NewInbox(acc.Key, "agent")
 	a.MustJSON("PUT", "/v1/webhook", acc.Key, map[string]string{"url": recv.URL}, http.StatusOK, nil)
 	evt := a.Inbound(acc.Key, inbox, "two leases")
-	testserver.WaitFor(t, 15*time.Second, "the first webhook request", func() bool { return hits.Load() == 1 })
+	// Bounds, not timings: a loaded -race suite took over 15 s once.
+	testserver.WaitFor(t, 30*time.Second, "the first webhook request", func() bool { return hits.Load() == 1 })
 	a.MustJSON("POST", "/v1/events/"+evt+"/redeliver", acc.Key, nil, http.StatusAccepted, nil)
-	testserver.WaitFor(t, 15*time.Second, "the redelivered attempt's request", func() bool { return hits.Load() == 2 })
+	testserver.WaitFor(t, 30*time.Second, "the redelivered attempt's request", func() bool { return hits.Load() == 2 })
 	// Two requests are right; a third while both still run is an attempt
 	// made again after its lease expired.
 	testserver.Never(t, 25*time.Second, "a third webhook request", func() bool { return hits.Load() > 2 })

@@ -116,7 +116,8 @@ type Conn struct {
 	// and jmux guards jobList (jclosed), so that the poller never waits
 	// for mux, which a writer holds through its write(2) (see MAILWIRE.md,
 	// "The poller does not wait for writers"). Lock order: mux → rmux,
-	// mux → jmux; nothing takes mux while holding rmux or jmux.
+	// mux → jmux; for TCP nothing takes mux while holding rmux or jmux
+	// (UDP's read path does; mailwire uses TCP only).
 	rmux    sync.Mutex
 	rclosed bool
 	jmux    sync.Mutex

@@ -5,6 +5,7 @@
 package nbhttp
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -35,6 +36,12 @@ type ParserCloser interface {
 	Parse(data []byte) error
 	CloseAndClean(err error)
 }
+
+// Errors of the head checks mailwire added (see MAILWIRE.md).
+var (
+	errSpaceBeforeColon = errors.New("whitespace before a header's colon")
+	errObsFold          = errors.New("obsolete line folding in a header")
+)
 
 // Parser .
 type Parser struct {
@@ -363,10 +370,11 @@ UPGRADER:
 			return ErrLFExpected
 		case stateHeaderKeyBefore:
 			switch c {
-			case ' ':
-				if !p.headerExists {
-					return ErrInvalidCharInHeader
-				}
+			case ' ', '\t':
+				// mailwire: obsolete line folding is refused (RFC 9112
+				// §5.2), here too for a head that shares a read with the
+				// previous request, which the request gate does not scan.
+				return errObsFold
 			case '\r':
 				err := p.parseTransferEncoding()
 				if err != nil {
@@ -398,9 +406,10 @@ UPGRADER:
 		case stateHeaderKey:
 			switch c {
 			case ' ':
-				if p.headerKey == "" {
-					p.headerKey = http.CanonicalHeaderKey(string(data[start:i]))
-				}
+				// mailwire: whitespace between a field name and its colon
+				// is refused (RFC 9112 §5.1: a server MUST answer 400), in
+				// every head, wherever it starts in a read.
+				return errSpaceBeforeColon
 			case ':':
 				if p.headerKey == "" {
 					p.headerKey = http.CanonicalHeaderKey(string(data[start:i]))
