@@ -415,8 +415,10 @@ func (s *Server) parse(g *limitProcessor, p *nbhttp.Parser, data []byte) {
 }
 
 // lingerClose half-closes c (our FIN goes after the answer already
-// written) and discards what the client still sends until it closes or
-// lingerGrace passes. Closing at once with unread bytes would make the
+// written); what the client still sends is discarded (the gate refused
+// the connection: feed drops it) until it closes or lingerGrace passes.
+// It runs as a job of the connection (answer), so it leaves the session
+// alone: the poller reads it concurrently. Closing at once with unread bytes would make the
 // kernel send a reset that can destroy the answer before the client reads
 // it.
 func lingerClose(c net.Conn) {
@@ -425,7 +427,6 @@ func lingerClose(c net.Conn) {
 		_ = c.Close()
 		return
 	}
-	nbc.SetSession(discarder{nbc})
 	if closed, _ := nbc.IsClosed(); !closed {
 		if rc, err := nbc.SyscallConn(); err == nil {
 			_ = rc.Control(func(fd uintptr) { _ = syscall.Shutdown(int(fd), syscall.SHUT_WR) })
@@ -445,10 +446,3 @@ func nbioConn(c net.Conn) *nbio.Conn {
 	return nil
 }
 
-// discarder is the session of a connection being closed: it reads and
-// drops everything (nbhttp.ParserCloser).
-type discarder struct{ c *nbio.Conn }
-
-func (d discarder) UnderlayerConn() net.Conn { return d.c }
-func (d discarder) Parse([]byte) error       { return nil }
-func (d discarder) CloseAndClean(error)      {}

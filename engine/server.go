@@ -216,7 +216,7 @@ func New(cfg Config, deps Deps) *Server {
 	})
 	// The request gate goes in front of nbhttp's processor when a
 	// connection opens; every read is routed to the connection's current
-	// session (the HTTP parser, a WebSocket, a discarder).
+	// session (the HTTP parser, a WebSocket).
 	s.nb.Engine.OnOpen(s.onOpen)
 	s.nb.OnClose(s.onClose)
 	s.nb.Engine.OnData(s.onData)
