@@ -445,4 +445,3 @@ func nbioConn(c net.Conn) *nbio.Conn {
 	}
 	return nil
 }
-
