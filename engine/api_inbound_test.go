@@ -564,3 +564,44 @@ func TestPipelinedHeadIsCheckedToo(t *testing.T) {
 		}
 	}
 }
+
+// TestExpectContinueIsAnswered: a request with Expect: 100-continue (curl
+// sends it for every upload over 1 MiB) gets 100 Continue once its head is
+// admitted, before it sends the body; then its answer. Before, nothing
+// came, and curl waited a second before sending the body anyway. A head
+// refused at once (413 here) gets its refusal instead, never a 100.
+func TestExpectContinueIsAnswered(t *testing.T) {
+	s := startAPI(t)
+	acc := s.NewAccount("a")
+	in := s.NewInbox(acc.Key, "agent")
+	body := bigMessage("expect", 300<<10)
+	for _, c := range []struct {
+		name   string
+		length int
+		want   string
+	}{{"admitted", len(body), "HTTP/1.1 100 Continue"}, {"too large", 1 << 30, "HTTP/1.1 413"}} {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(s.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "POST /v1/inboxes/%s/inbound HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: message/rfc822\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n", in, acc.Key, c.length)
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second)) // a bound, not a timing
+		br := bufio.NewReader(conn)
+		line, err := br.ReadString('\n')
+		if err != nil || !strings.HasPrefix(line, c.want) {
+			t.Fatalf("%s: first line %q, %v; want %q before the body is sent", c.name, line, err, c.want)
+		}
+		if c.length == len(body) {
+			if l, _ := br.ReadString('\n'); l != "\r\n" {
+				t.Fatalf("%s: after the 100, %q", c.name, l)
+			}
+			_, _ = conn.Write(body)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil || resp.StatusCode != http.StatusAccepted {
+				t.Fatalf("%s: answer after the body: %v %v", c.name, resp, err)
+			}
+			_ = resp.Body.Close()
+		}
+		_ = conn.Close()
+	}
+}

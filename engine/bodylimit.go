@@ -47,8 +47,11 @@ type limitProcessor struct {
 	method, uri string
 	rawMessage  bool // the (first) Content-Type is message/rfc822, as the handler reads it
 	typeSeen    bool
-	body        int
-	refused     bool
+	// expect: the request asked for 100 Continue before its body
+	// (Expect: 100-continue, RFC 9110 §10.1.1).
+	expect  bool
+	body    int
+	refused bool
 	// phase, headLen, headOver and headSize track the request in
 	// progress: a head larger than maxHeaderBytes is refused.
 	phase uint8
@@ -94,7 +97,7 @@ const (
 
 func (p *limitProcessor) OnMethod(parser *nbhttp.Parser, method string) {
 	p.s.conns.begin(p.edge) // a request in progress: not idle (unproven.go)
-	p.method, p.uri, p.body, p.refused, p.rawMessage, p.typeSeen, p.raw = method, "", 0, false, false, false, nil
+	p.method, p.uri, p.body, p.refused, p.rawMessage, p.typeSeen, p.raw, p.expect = method, "", 0, false, false, false, nil, false
 	p.frame = framing{}
 	p.headSize = len(method) + 1
 	p.Processor.OnMethod(parser, method)
@@ -109,6 +112,9 @@ func (p *limitProcessor) OnProto(parser *nbhttp.Parser, proto string) error {
 func (p *limitProcessor) OnHeader(parser *nbhttp.Parser, key, value string) {
 	p.headSize += len(key) + len(value) + 4 // ": " and CRLF
 	p.frame.header(key, value)
+	if strings.EqualFold(key, "Expect") && strings.EqualFold(strings.TrimSpace(value), "100-continue") {
+		p.expect = true
+	}
 	if !p.typeSeen && strings.EqualFold(key, "Content-Type") {
 		p.typeSeen = true
 		mt, _, _ := strings.Cut(value, ";")
@@ -242,6 +248,13 @@ func (p *limitProcessor) OnContentLength(parser *nbhttp.Parser, n int) {
 	}
 	p.Processor.OnContentLength(parser, n)
 	p.ownBody(n)
+	if p.expect && n != 0 && p.frame.proto == "HTTP/1.1" {
+		// Admitted: the client may send the body now (curl otherwise
+		// waits a second for this before every large upload). Behind
+		// the connection's queued jobs, as answers are.
+		cont := func() { _, _ = p.parser.Conn.Write([]byte("HTTP/1.1 100 Continue\r\n\r\n")) }
+		p.parser.Execute(cont)
+	}
 }
 
 // ownBodyFromBytes is the Content-Length from which a raw inbound message
