@@ -11,14 +11,16 @@ const (
 	// batch of tool calls; tool arguments are small).
 	maxMCPBody = 1 << 20
 	// httpHeaderSlack is added to the largest body to form nbhttp's
-	// ReadLimit (the most it buffers for one request).
+	// ReadLimit, the most its parser caches: since the vendored parser
+	// hands a body to OnBody as it arrives (third_party/nbio/MAILWIRE.md),
+	// that is a partial head or chunk line, not a whole body.
 	httpHeaderSlack = 64 << 10
 	// httpKeepalive is the idle (and request-read) deadline of HTTP
 	// connections: a request must arrive whole within it, so a handshake
 	// trickled a byte at a time is dropped.
 	httpKeepalive = 60 * time.Second
 	// maxHeaderBytes bounds a request head (request line and headers):
-	// nbhttp would otherwise buffer up to its ReadLimit (the largest body).
+	// nbhttp would otherwise cache a head up to its ReadLimit.
 	maxHeaderBytes = 64 << 10
 	// headTimeout is how long a new HTTP connection may take to send a
 	// complete first request head (a socket that sends nothing, or

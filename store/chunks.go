@@ -51,15 +51,36 @@ func valueRecordBytes(keyLen, valueLen int) int {
 	return n*batchRecordBytes(keyLen+5, 0) + valueLen
 }
 
+// forEachChunk calls put with the key, offset and size of each record a
+// value of n bytes is stored in under k: k itself below chunkFromBytes,
+// else its chunks. It stops at put's first error.
+func forEachChunk(k []byte, n int, put func(ck []byte, off, size int) error) error {
+	if n < chunkFromBytes {
+		return put(k, 0, n)
+	}
+	for i, off := 0, 0; off < n; i, off = i+1, off+valueChunkBytes {
+		if err := put(chunkKey(k, i), off, min(valueChunkBytes, n-off)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sourceEnded reports an error when r, having produced the n bytes its
+// source announced, has more.
+func sourceEnded(r io.Reader, n int) error {
+	var probe [1]byte
+	if m, _ := r.Read(probe[:]); m != 0 {
+		return fmt.Errorf("more than the %d bytes announced", n)
+	}
+	return nil
+}
+
 // putValue sets v under k in b, in chunks when it is large.
 func putValue(b *pebble.Batch, k, v []byte) {
-	if len(v) < chunkFromBytes {
-		_ = b.Set(k, v, nil)
-		return
-	}
-	for i, off := 0, 0; off < len(v); i, off = i+1, off+valueChunkBytes {
-		_ = b.Set(chunkKey(k, i), v[off:min(off+valueChunkBytes, len(v))], nil)
-	}
+	_ = forEachChunk(k, len(v), func(ck []byte, off, size int) error {
+		return b.Set(ck, v[off:off+size], nil)
+	})
 }
 
 // putValueFrom sets what src produces under k in b, as putValue would set
@@ -68,31 +89,17 @@ func putValue(b *pebble.Batch, k, v []byte) {
 func putValueFrom(b *pebble.Batch, k []byte, src AttachmentSource) error {
 	n := src.Len()
 	r := src.Reader()
-	read := func(ck []byte, size int) error {
+	if err := forEachChunk(k, n, func(ck []byte, _, size int) error {
 		op := b.SetDeferred(len(ck), size)
 		copy(op.Key, ck)
 		if _, err := io.ReadFull(r, op.Value); err != nil {
 			return fmt.Errorf("%d of %d bytes: %w", size, n, err)
 		}
 		return op.Finish()
+	}); err != nil {
+		return err
 	}
-	if n < chunkFromBytes {
-		if err := read(k, n); err != nil {
-			return err
-		}
-	} else {
-		for i, off := 0, 0; off < n; i, off = i+1, off+valueChunkBytes {
-			if err := read(chunkKey(k, i), min(valueChunkBytes, n-off)); err != nil {
-				return err
-			}
-		}
-	}
-	// src must end where Len said.
-	var probe [1]byte
-	if m, _ := r.Read(probe[:]); m != 0 {
-		return fmt.Errorf("more than the %d bytes announced", n)
-	}
-	return nil
+	return sourceEnded(r, n) // src must end where Len said
 }
 
 // deleteValue deletes what putValue set under k.

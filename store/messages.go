@@ -147,7 +147,7 @@ func (d *DB) StoreInbound(items []Inbound) error {
 	}
 	// Large messages' raw bytes and attachments go in as tables of their
 	// own first (tables.go); the batch below commits the rest.
-	large := ingests(items)
+	large, msgIDs := ingests(items) // msgIDs: to drop, should the commit fail
 	if large != nil {
 		// Close waits for an ingestion under way: Pebble must stay open
 		// until its cleanup, should the commit fail.
@@ -156,14 +156,8 @@ func (d *DB) StoreInbound(items []Inbound) error {
 		if d.tables.closed {
 			return errStoreClosed
 		}
-		if err := d.ingestLarge(items, large); err != nil {
+		if err := d.ingestLarge(items, large, msgIDs); err != nil {
 			return err
-		}
-	}
-	var msgIDs []string // of the items ingested, should the commit fail
-	for i := range items {
-		if large != nil && large[i] {
-			msgIDs = append(msgIDs, items[i].Message.ID)
 		}
 	}
 

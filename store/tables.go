@@ -63,18 +63,19 @@ const (
 	ingestDir = "mailwire-ingest"
 )
 
-// ingests reports which items are written as tables (ingestLarge).
-func ingests(items []Inbound) []bool {
-	var large []bool
+// ingests reports which items are written as tables (ingestLarge), and
+// their message ids (nil, nil when none is).
+func ingests(items []Inbound) (large []bool, msgIDs []string) {
 	for i := range items {
 		if len(items[i].Raw) >= ingestFromBytes {
 			if large == nil {
 				large = make([]bool, len(items))
 			}
 			large[i] = true
+			msgIDs = append(msgIDs, items[i].Message.ID)
 		}
 	}
-	return large
+	return large, msgIDs
 }
 
 // ingestLarge writes the raw bytes and attachments of each item marked in
@@ -82,16 +83,12 @@ func ingests(items []Inbound) []bool {
 // The caller commits the rest of the items with the markers' deletion
 // (markDone), or calls dropIngested. On error, nothing of it is left
 // (or, should the cleanup fail too, a marker that the next Open acts on).
-func (d *DB) ingestLarge(items []Inbound, large []bool) (err error) {
+func (d *DB) ingestLarge(items []Inbound, large []bool, msgIDs []string) (err error) {
 	d.ingestSlots <- struct{}{}
 	defer func() { <-d.ingestSlots }()
-	var msgIDs []string
 	b := d.pdb.NewBatch()
-	for i := range items {
-		if large[i] {
-			msgIDs = append(msgIDs, items[i].Message.ID)
-			_ = b.Set(key2(pIngesting, items[i].Message.ID), nil, nil)
-		}
+	for _, id := range msgIDs {
+		_ = b.Set(key2(pIngesting, id), nil, nil)
 	}
 	if err := d.group.commit(b); err != nil {
 		return fmt.Errorf("cannot store message: %w", err)
@@ -177,15 +174,9 @@ func (d *DB) writeTable(p string, put func(w *sstable.Writer) error) error {
 
 // putValueTable sets v under k in w as putValue sets it in a batch.
 func putValueTable(w *sstable.Writer, k, v []byte) error {
-	if len(v) < chunkFromBytes {
-		return w.Set(k, v)
-	}
-	for i, off := 0, 0; off < len(v); i, off = i+1, off+valueChunkBytes {
-		if err := w.Set(chunkKey(k, i), v[off:min(off+valueChunkBytes, len(v))]); err != nil {
-			return err
-		}
-	}
-	return nil
+	return forEachChunk(k, len(v), func(ck []byte, off, size int) error {
+		return w.Set(ck, v[off:off+size])
+	})
 }
 
 // putAttachmentsTable sets the attachments of it in w, in key order (a
@@ -203,44 +194,31 @@ func putAttachmentsTable(w *sstable.Writer, it *Inbound) error {
 	slices.SortFunc(order, func(a, b int) int { return strings.Compare(m.Attachments[a].Filename, m.Attachments[b].Filename) })
 	var chunk []byte
 	for i, j := range order {
-		if i > 0 && m.Attachments[j].Filename == m.Attachments[order[i-1]].Filename {
-			return fmt.Errorf("BUG: two attachments named %q", m.Attachments[j].Filename)
+		name := m.Attachments[j].Filename
+		if i > 0 && name == m.Attachments[order[i-1]].Filename {
+			return fmt.Errorf("BUG: two attachments named %q", name)
 		}
-		k := key(pAttachment+m.ID, m.Attachments[j].Filename)
+		k := key(pAttachment+m.ID, name)
 		if j >= len(it.Sources) || it.Sources[j] == nil {
 			if err := putValueTable(w, k, it.Attachments[j]); err != nil {
 				return err
 			}
 			continue
 		}
-		src := it.Sources[j]
-		n, r := src.Len(), src.Reader()
-		if chunk == nil {
-			chunk = make([]byte, min(n, valueChunkBytes))
-		}
-		read := func(ck []byte, size int) error {
+		n, r := it.Sources[j].Len(), it.Sources[j].Reader()
+		if err := forEachChunk(k, n, func(ck []byte, _, size int) error {
 			if cap(chunk) < size {
 				chunk = make([]byte, size)
 			}
 			if _, err := io.ReadFull(r, chunk[:size]); err != nil {
-				return fmt.Errorf("attachment %q: %d of %d bytes: %w", m.Attachments[j].Filename, size, n, err)
+				return fmt.Errorf("attachment %q: %d of %d bytes: %w", name, size, n, err)
 			}
 			return w.Set(ck, chunk[:size])
+		}); err != nil {
+			return err
 		}
-		if n < chunkFromBytes {
-			if err := read(k, n); err != nil {
-				return err
-			}
-		} else {
-			for c, off := 0, 0; off < n; c, off = c+1, off+valueChunkBytes {
-				if err := read(chunkKey(k, c), min(valueChunkBytes, n-off)); err != nil {
-					return err
-				}
-			}
-		}
-		var probe [1]byte
-		if got, _ := r.Read(probe[:]); got != 0 {
-			return fmt.Errorf("attachment %q: more than the %d bytes announced", m.Attachments[j].Filename, n)
+		if err := sourceEnded(r, n); err != nil {
+			return fmt.Errorf("attachment %q: %w", name, err)
 		}
 	}
 	return nil
