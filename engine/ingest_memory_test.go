@@ -331,11 +331,13 @@ func sendWithSize(addr string, raw []byte) (ok, isBusy bool, err error) {
 // TestLargeRawInboundIsReadOnce: the body of a large raw inbound message
 // (Content-Length, message/rfc822) goes from the socket into the one
 // buffer it is stored from, and the store writes it from there as tables.
-// What the server allocates for a 12 MiB message is 3.0× the message: the
-// buffer once, and Pebble's table writer's block buffers (1.7×, each
-// short-lived). Before, it was 10.0×: nbhttp's parser cached a
-// Content-Length body until it was whole (grown by appending), copied it
-// into its pooled body buffers, and the handler copied it out again. The
+// What the server allocates for a 12 MiB message is 1.4× the message: the
+// buffer once, and 0.4× in short-lived buffers. It was 3.0× with chunks of 256
+// KiB, over the block size Pebble's table writer keeps its buffer at (a
+// new buffer per block, 1.7× in all), and 10.0× before that: nbhttp's
+// parser cached a Content-Length body until it was whole (grown by
+// appending), copied it into its pooled body buffers, and the handler
+// copied it out again. The
 // message reads back byte for byte. (Allocated bytes, not time:
 // runtime/metrics' cumulative heap allocations around the request, in
 // this process.)
@@ -365,8 +367,13 @@ func TestLargeRawInboundIsReadOnce(t *testing.T) {
 	t.Logf("%.1f MiB message: %.2f× its size allocated while it was received and stored", float64(len(raw))/(1<<20), ratio)
 	// The cluster store copies the message into its publish (6.5× here):
 	// the figure is the Pebble store's.
-	if ratio > 4 && !testserver.OnNATSEnv() {
-		t.Errorf("%.2f× the message allocated while it was received and stored, want ≤ 4× (one buffer, and the table writer's blocks)", ratio)
+	// Under -race, sync.Pool drops a share of what is put back: 2.1× here.
+	limit := 2.0
+	if raceEnabled {
+		limit = 2.6
+	}
+	if ratio > limit && !testserver.OnNATSEnv() {
+		t.Errorf("%.2f× the message allocated while it was received and stored, want ≤ %.1f× (one buffer, and short-lived ones)", ratio, limit)
 	}
 	_, b, _ := s.Do("GET", "/v1/inboxes/"+in+"/messages?limit=1", acc.Key, nil)
 	var list struct {

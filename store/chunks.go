@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,9 +22,19 @@ import (
 // under the key itself; readers try that first. The "\x00" cannot end
 // another key of the same prefix: filenames have no control characters
 // (mailparse.sanitizeFilename) and message ids are of one length.
+//
+// A chunk is a little under 256 KiB so that a data block holding one (with
+// its key and the block's columns) stays within the size Pebble's table
+// writer keeps its block buffer at (colblk's maxBlockRetainedSize, 256
+// KiB): at 256 KiB every block of every table written, flushed or
+// compacted allocated a new buffer, as much garbage as the value itself.
+// Chunks written before were 256 KiB; readers do not depend on the size.
 const (
-	valueChunkBytes = 256 << 10
+	valueChunkBytes = 252 << 10
 	chunkFromBytes  = 1 << 20
+	// maxPreallocBytes bounds what getChunks allocates on the word of a
+	// chunk's index (a corrupt one would ask for terabytes).
+	maxPreallocBytes = 256 << 20
 )
 
 // chunkKey is the key of chunk i of the value under k.
@@ -115,17 +126,53 @@ func (d *DB) getValue(k []byte) ([]byte, error) {
 	if !errors.Is(err, ErrNotFound) {
 		return v, err
 	}
+	return d.getChunks(k)
+}
+
+// getRecord decodes the record of message id into v (a Message, or the
+// part of one a caller needs), or returns ErrNotFound. A record with large
+// bodies is in chunks (putRecordTable).
+func (d *DB) getRecord(id string, v any) error {
+	k := key2(pMessage, id)
+	err := d.getJSON(k, v)
+	if !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	data, err := d.getChunks(k)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("cannot decode %q: %w", k, err)
+	}
+	return nil
+}
+
+// getChunks reads the chunks of the value under k, joined, or returns
+// ErrNotFound when it has none.
+func (d *DB) getChunks(k []byte) ([]byte, error) {
 	lo, hi := chunkRange(k)
+	// The last chunk and the first give the length (all but the last are
+	// of one size): the value is read into one buffer of its size.
+	lastIndex, lastLen := 0, 0
+	if err := d.scanRange(lo, hi, true, func(ck, cv []byte) bool {
+		if len(ck) == len(k)+5 {
+			lastIndex, lastLen = int(binary.BigEndian.Uint32(ck[len(k)+1:])), len(cv)
+		}
+		return false
+	}); err != nil {
+		return nil, err
+	}
 	var out []byte
 	next := 0
 	bad := false
-	err = d.scanRange(lo, hi, false, func(ck, cv []byte) bool {
+	err := d.scanRange(lo, hi, false, func(ck, cv []byte) bool {
 		if len(ck) != len(k)+5 || binary.BigEndian.Uint32(ck[len(k)+1:]) != uint32(next) {
 			bad = true
 			return false
 		}
 		if out == nil {
-			out = make([]byte, 0, chunkFromBytes)
+			out = make([]byte, 0, min(max(lastIndex*len(cv)+lastLen, len(cv)), maxPreallocBytes))
 		}
 		out = append(out, cv...)
 		next++

@@ -194,7 +194,7 @@ func (d *DB) GetEvent(id string) (Event, error) {
 		return Event{}, fmt.Errorf("cannot decode event %s: %w", id, err)
 	}
 	var m Message
-	if err := d.getJSON(key2(pMessage, e.MessageID), &m); err != nil {
+	if err := d.getRecord(e.MessageID, &m); err != nil {
 		return Event{}, fmt.Errorf("cannot read message %s of event %s: %w", e.MessageID, id, err)
 	}
 	e.Head, e.Tail = d.RenderEvent(id, &m)

@@ -191,7 +191,7 @@ func (d *DB) DeleteInbox(accountID, id string) ([]string, error) {
 		if threadErr = d.deleteInboxThreads(b, msgID, v, threads); threadErr != nil {
 			return false
 		}
-		_ = b.Delete(key2(pMessage, msgID), nil)
+		deleteValue(b, key2(pMessage, msgID))
 		deleteValue(b, key2(pRaw, msgID))
 		ap := prefixKey(pAttachment + msgID)
 		_ = b.DeleteRange(ap, prefixEnd(ap), nil)

@@ -18,6 +18,15 @@ const hexDigits = "0123456789abcdef"
 // U+2028/U+2029 escaped (as encoding/json does).
 func appendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
+	dst = appendJSONStringBody(dst, s)
+	return append(dst, '"')
+}
+
+// appendJSONStringBody is appendJSONString without the quotes. Pieces of a
+// string cut before a byte that starts a rune (utf8.RuneStart) encode, one
+// after another, to the string's encoding: a valid sequence is never cut,
+// and an invalid one is replaced byte by byte either way.
+func appendJSONStringBody(dst []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]
@@ -64,8 +73,7 @@ func appendJSONString(dst []byte, s string) []byte {
 		}
 		i += size
 	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
+	return append(dst, s[start:]...)
 }
 
 func appendJSONStrings(dst []byte, ss []string) []byte {
@@ -92,6 +100,13 @@ func appendJSONTime(dst []byte, t time.Time) []byte {
 
 // appendMessageJSON encodes m like encoding/json with Message's tags.
 func appendMessageJSON(dst []byte, m *Message) []byte {
+	return appendMessageJSONWith(dst, m, appendJSONString)
+}
+
+// appendMessageJSONWith is appendMessageJSON with the bodies (bodyText,
+// bodyHtml) encoded by body, which appends a JSON string as
+// appendJSONString does (messageChunker streams them into chunks).
+func appendMessageJSONWith(dst []byte, m *Message, body func(dst []byte, s string) []byte) []byte {
 	dst = append(dst, `{"id":`...)
 	dst = appendJSONString(dst, m.ID)
 	dst = append(dst, `,"inboxId":`...)
@@ -111,10 +126,10 @@ func appendMessageJSON(dst []byte, m *Message) []byte {
 	dst = append(dst, `,"subject":`...)
 	dst = appendJSONString(dst, m.Subject)
 	dst = append(dst, `,"bodyText":`...)
-	dst = appendJSONString(dst, m.BodyText)
+	dst = body(dst, m.BodyText)
 	if m.BodyHTML != "" {
 		dst = append(dst, `,"bodyHtml":`...)
-		dst = appendJSONString(dst, m.BodyHTML)
+		dst = body(dst, m.BodyHTML)
 	}
 	dst = append(dst, `,"attachments":`...)
 	if m.Attachments == nil {

@@ -169,8 +169,10 @@ func (d *DB) StoreInbound(items []Inbound) error {
 		for i := range items {
 			it := &items[i]
 			m := &it.Message
-			recs[i] = newMessageRecord(m, direct)
-			size += batchRecordBytes(len(pMessage)+len(m.ID), recs[i].size())
+			if large == nil || !large[i] || !recordInTable(it) {
+				recs[i] = newMessageRecord(m, direct)
+				size += batchRecordBytes(len(pMessage)+len(m.ID), recs[i].size())
+			}
 			if large != nil && large[i] {
 				size += batchRecordBytes(len(pIngesting)+len(m.ID), 0)
 			} else {
@@ -220,11 +222,16 @@ func (d *DB) StoreInbound(items []Inbound) error {
 			if it.IdempotencyKey != "" {
 				_ = b.Set(key(pIdempotency+m.InboxID, it.IdempotencyKey), it.Reply, nil)
 			}
+			if large != nil && large[i] {
+				// Its raw bytes and attachments are in (ingestLarge), and
+				// its record too when its bodies are large.
+				if !recordInTable(it) {
+					ok = recs[i].set(b, key2(pMessage, m.ID))
+				}
+				continue
+			}
 			if ok = recs[i].set(b, key2(pMessage, m.ID)); !ok {
 				break
-			}
-			if large != nil && large[i] {
-				continue // its raw bytes and attachments are in (ingestLarge)
 			}
 			// Attachments before the raw bytes: Sources may read from Raw,
 			// which the raw records overwrite when the batch is in place.
@@ -341,7 +348,7 @@ func (d *DB) ThreadOf(inboxID string, refs []string) (string, error) {
 // GetMessage returns a message of the account, or ErrNotFound.
 func (d *DB) GetMessage(accountID, id string) (Message, error) {
 	var m Message
-	if err := d.getJSON(key2(pMessage, id), &m); err != nil {
+	if err := d.getRecord(id, &m); err != nil {
 		return Message{}, err
 	}
 	if m.AccountID != accountID {
@@ -392,7 +399,7 @@ func (d *DB) ListMessages(inboxID string, p Page) ([]Message, int, error) {
 	out := make([]Message, 0, len(page))
 	for _, id := range page {
 		var m Message
-		if err := d.getJSON(key2(pMessage, id), &m); err != nil {
+		if err := d.getRecord(id, &m); err != nil {
 			return nil, 0, fmt.Errorf("cannot list messages: %s: %w", id, err)
 		}
 		out = append(out, m)

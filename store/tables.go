@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"unicode/utf8"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/objstorage/objstorageprovider"
@@ -18,7 +19,7 @@ import (
 
 // Large messages do not go through a batch. Their raw bytes and
 // attachments are written to sstables of their own, straight from the
-// receive buffer in 256 KiB chunks, and ingested (pebble.DB.Ingest); the
+// receive buffer in chunks of about 256 KiB, and ingested (pebble.DB.Ingest); the
 // rest of the message (its record, event, indexes) is then committed in
 // an ordinary batch. Why: Pebble keeps a batch of 32 MiB or more (half
 // the memtable) as a memtable of its own until it is flushed, one flush
@@ -30,18 +31,23 @@ import (
 // is garbage as soon as StoreInbound returns (docs/BENCHMARKS.md "Memory
 // per in-flight message").
 //
+// A large text or HTML body goes the same way: the message record is then
+// a table too, its JSON encoding streamed into the chunks (putRecordTable)
+// rather than encoded into the batch, then copied into the memtable and
+// whole again by every flush and compaction.
+//
 // The keys are the ones a batch would have set (putValue), so readers,
 // deletion and retention do not know how a message was written. The raw
-// bytes and the attachments are two tables, each spanning only keys of
-// the new message id: their bounds overlap nothing in the memtable (an
-// overlap would force a flush before the ingestion).
+// bytes, the attachments and the record are up to three tables, each
+// spanning only keys of the new message id: their bounds overlap nothing
+// in the memtable (an overlap would force a flush before the ingestion).
 //
 // Atomicity: a marker (pIngesting + message id) is committed, synced,
 // before the tables are ingested, and deleted by the batch that commits
 // the message. A marker found at Open is a message whose commit never
-// happened (never acknowledged): its raw and attachment keys are deleted
-// then (dropUnfinished). A failure after the ingestion deletes them at
-// once.
+// happened (never acknowledged): its keys are deleted then
+// (dropUnfinished). A failure after the ingestion deletes them at once.
+
 // ingestFromBytes is the raw size from which a message is written as
 // tables. Below it, the batch is small enough for Pebble to copy into its
 // memtable and let go of at the commit; each ingestion costs a few fsyncs
@@ -123,6 +129,15 @@ func (d *DB) ingestLarge(items []Inbound, large []bool, msgIDs []string) (err er
 				return err
 			}
 		}
+		if recordInTable(it) {
+			p := d.fs.PathJoin(d.dir, ingestDir, m.ID+".message.sst")
+			paths = append(paths, p)
+			if err := d.writeTable(p, func(w *sstable.Writer) error {
+				return putRecordTable(w, key2(pMessage, m.ID), m)
+			}); err != nil {
+				return err
+			}
+		}
 		p := d.fs.PathJoin(d.dir, ingestDir, m.ID+".raw.sst")
 		paths = append(paths, p)
 		if err := d.writeTable(p, func(w *sstable.Writer) error {
@@ -179,6 +194,80 @@ func putValueTable(w *sstable.Writer, k, v []byte) error {
 	})
 }
 
+// recordInTable reports whether the message record of it, an item written
+// as tables (ingests), is written as a table too (putRecordTable) instead
+// of set in the batch: when its bodies are large enough to be chunked. A
+// large text body in the batch was copied whole into the memtable, then
+// by every flush and compaction, each a buffer of its size.
+func recordInTable(it *Inbound) bool {
+	return len(it.Message.BodyText)+len(it.Message.BodyHTML) >= chunkFromBytes
+}
+
+// bodyPieceBytes is how much of a body putRecordTable encodes at a time.
+const bodyPieceBytes = 16 << 10
+
+// putRecordTable sets the JSON record of m under k in w, in chunks as
+// putValue sets a value of chunkFromBytes or more (the caller's bodies
+// are that long), encoding the bodies piece by piece into the chunk being
+// filled: no buffer of the record's size exists.
+func putRecordTable(w *sstable.Writer, k []byte, m *Message) error {
+	c := recordChunker{w: w, k: k}
+	// Room for a chunk and a piece at its longest encoding (6 bytes per
+	// byte: \u00XX, \ufffd), so that a body never makes it grow.
+	dst := appendMessageJSONWith(make([]byte, 0, valueChunkBytes+6*bodyPieceBytes+4<<10), m, c.body)
+	dst = c.spill(dst)
+	if len(dst) > 0 && c.err == nil {
+		c.err = w.Set(chunkKey(k, c.i), dst)
+	}
+	if c.err != nil {
+		return fmt.Errorf("message record: %w", c.err)
+	}
+	return nil
+}
+
+// recordChunker writes a value being encoded as chunks of valueChunkBytes
+// under k, the first error kept.
+type recordChunker struct {
+	w   *sstable.Writer
+	k   []byte
+	i   int // the next chunk's index
+	err error
+}
+
+// spill writes the whole chunks at the start of dst and returns the rest,
+// moved to dst's start.
+func (c *recordChunker) spill(dst []byte) []byte {
+	off := 0
+	for ; len(dst)-off >= valueChunkBytes; off += valueChunkBytes {
+		if c.err == nil {
+			c.err = c.w.Set(chunkKey(c.k, c.i), dst[off:off+valueChunkBytes])
+		}
+		c.i++
+	}
+	return dst[:copy(dst, dst[off:])]
+}
+
+// body appends s as appendJSONString does, a piece at a time, spilling
+// whole chunks after each piece. A piece ends before a byte that starts a
+// rune (see appendJSONStringBody) among the last utf8.UTFMax; when none
+// does, no valid sequence spans the end (a rune is at most that long), and
+// the decoder takes each of those bytes alone either way.
+func (c *recordChunker) body(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	for len(s) > 0 {
+		cut := min(len(s), bodyPieceBytes)
+		for b := cut; cut < len(s) && b > cut-utf8.UTFMax; b-- {
+			if utf8.RuneStart(s[b]) {
+				cut = b
+				break
+			}
+		}
+		dst = c.spill(appendJSONStringBody(dst, s[:cut]))
+		s = s[cut:]
+	}
+	return append(dst, '"')
+}
+
 // putAttachmentsTable sets the attachments of it in w, in key order (a
 // table's keys must be increasing), each as putValue or putValueFrom
 // would set it in a batch.
@@ -233,6 +322,7 @@ func (d *DB) dropIngested(msgIDs []string) error {
 	b := d.pdb.NewBatch()
 	for _, id := range msgIDs {
 		deleteValue(b, key2(pRaw, id))
+		deleteValue(b, key2(pMessage, id))
 		ap := prefixKey(pAttachment + id)
 		_ = b.DeleteRange(ap, prefixEnd(ap), nil)
 		_ = b.Delete(key2(pIngesting, id), nil)

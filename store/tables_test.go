@@ -2,11 +2,13 @@ package store
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"runtime"
+	"runtime/metrics"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -88,6 +90,13 @@ func TestLargeMessagesAreIngestedAsTables(t *testing.T) {
 			raw := mimeWithAttachments(1, chunkFromBytes)
 			return []Inbound{inboundParsed(t, db, in, raw, true), inboundParsed(t, db, other, raw, true)}
 		},
+		"a large text body": func() []Inbound { return []Inbound{inboundOf(t, db, in, text(3*chunkFromBytes+5))} },
+		"large bodies, hard at every piece's edge": func() []Inbound {
+			it := inbound(in, "hard bodies", time.Now())
+			it.Raw = payload(ingestFromBytes, 3)
+			it.Message.BodyText, it.Message.BodyHTML = hardBody(2*chunkFromBytes, 0), hardBody(chunkFromBytes/2, 1)
+			return []Inbound{it}
+		},
 	}
 	// Small messages stored meanwhile, to be merged into the same group commits.
 	stop := make(chan struct{})
@@ -130,8 +139,18 @@ func TestLargeMessagesAreIngestedAsTables(t *testing.T) {
 			t.Fatalf("raw of %s (%d bytes): %d bytes back, %v", it.Message.Subject, len(it.Raw), len(raw), err)
 		}
 		m, err := db.GetMessage(a.ID, it.Message.ID)
-		if err != nil || len(m.Attachments) != len(it.Message.Attachments) || m.BodyText != it.Message.BodyText {
+		if err != nil || len(m.Attachments) != len(it.Message.Attachments) || m.Subject != it.Message.Subject {
 			t.Fatalf("message %s: %v", it.Message.Subject, err)
+		}
+		// The record is the encoding, whichever way it was written: one
+		// value, or (large bodies) chunks of a table.
+		rec, err := db.getValue(key2(pMessage, it.Message.ID))
+		if want := appendMessageJSON(nil, &it.Message); err != nil || !bytes.Equal(rec, want) {
+			t.Fatalf("record of %s: %d bytes back, want %d: %v", it.Message.Subject, len(rec), len(want), err)
+		}
+		chunked, err := db.has(chunkKey(key2(pMessage, it.Message.ID), 0))
+		if wantChunks := len(it.Raw) >= ingestFromBytes && recordInTable(&it); err != nil || chunked != wantChunks {
+			t.Fatalf("record of %s in chunks: %v, want %v (%v)", it.Message.Subject, chunked, wantChunks, err)
 		}
 		for j, am := range it.Message.Attachments {
 			var want []byte
@@ -163,6 +182,29 @@ func TestLargeMessagesAreIngestedAsTables(t *testing.T) {
 	}
 }
 
+// hardBody is n bytes of text in which every byte that the JSON encoding or the UTF-8 decoder
+// treats apart (quotes, backslashes, control characters, runes of 2 to 4 bytes, U+2028,
+// invalid and truncated sequences, lone continuation bytes) falls on each side of every
+// bodyPieceBytes boundary, at every offset.
+func hardBody(n int, seed byte) string {
+	hard := []string{"\"", "\\", "\n", "\x01", "é", "€", "😀", "\u2028", "\xff", "\xe2\x82", "\x80\x80", "\xf0\x9f\x98", "<&>"}
+	var b strings.Builder
+	b.Grow(n + 8)
+	i := int(seed)
+	for b.Len() < n {
+		// Plain text up to a few bytes before the next boundary, then hard pieces across it.
+		next := (b.Len()/bodyPieceBytes + 1) * bodyPieceBytes
+		if pad := next - b.Len() - 1 - i%6; pad > 0 {
+			b.WriteString(strings.Repeat("x", pad))
+		}
+		for range 4 {
+			b.WriteString(hard[i%len(hard)])
+			i++
+		}
+	}
+	return b.String()
+}
+
 // TestInterruptedIngestionIsRemovedAtOpen: a crash (only what was synced survives) after a large
 // message's tables were ingested but before its commit leaves its raw bytes and attachments in
 // Pebble, unreachable; the next Open deletes them and says so. A crash right after StoreInbound
@@ -183,7 +225,9 @@ func TestInterruptedIngestionIsRemovedAtOpen(t *testing.T) {
 	testHookBeforeCommit = func() { crashed = fs.CrashClone(vfs.CrashCloneCfg{}) }
 	defer func() { testHookBeforeCommit = nil }()
 	lost := inboundParsed(t, db, in, mimeWithAttachments(2, 600<<10), true)
-	if err := db.StoreInbound([]Inbound{lost}); err != nil {
+	lostText := inbound(in, "a large body", time.Now())
+	lostText.Raw, lostText.Message.BodyText = payload(ingestFromBytes, 1), strings.Repeat("text ", chunkFromBytes/4)
+	if err := db.StoreInbound([]Inbound{lost, lostText}); err != nil {
 		t.Fatal(err)
 	}
 	testHookBeforeCommit = nil
@@ -201,8 +245,10 @@ func TestInterruptedIngestionIsRemovedAtOpen(t *testing.T) {
 		if _, got, err := db2.GetAttachment(a.ID, kept.Message.ID, "f0.pdf"); err != nil || len(got) != chunkFromBytes {
 			t.Errorf("%s: attachment of the acknowledged message: %d bytes back, %v", name, len(got), err)
 		}
-		if ks := keysOf(t, db2, lost.Message.ID); len(ks) > 0 {
-			t.Errorf("%s: keys of the message never committed survive the Open: %v", name, ks[:min(3, len(ks))])
+		for _, id := range []string{lost.Message.ID, lostText.Message.ID} {
+			if ks := keysOf(t, db2, id); len(ks) > 0 {
+				t.Errorf("%s: keys of a message never committed survive the Open: %v", name, ks[:min(3, len(ks))])
+			}
 		}
 		if ks := keysOf(t, db2, pIngesting); len(ks) > 0 {
 			t.Errorf("%s: markers left: %v", name, ks)
@@ -333,5 +379,53 @@ func TestStoreInboundDuringClose(t *testing.T) {
 		if refused.Load() != 6 {
 			t.Errorf("round %d: %d writers refused after the close, want 6", round, refused.Load())
 		}
+	}
+}
+
+// TestLargeBodyRecordIsStreamed: the record of a message with a large text body, written as a
+// table, is encoded into the table's chunks piece by piece, so what storing it allocates does
+// not grow with the body: 0.0× per byte of body from a 4 MiB body to a 12 MiB one (the table
+// writers' buffers, about 2 MiB a table, do not depend on it). Before, the record was encoded
+// into the batch (1× the body), which Pebble then copied into the memtable. The message reads
+// back whole. (Allocated bytes, from runtime/metrics, not time.)
+func TestLargeBodyRecordIsStreamed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("bodies of 4 and 12 MiB")
+	}
+	db, err := Open(Options{Dir: t.TempDir(), Logger: slog.New(slog.DiscardHandler), OnFatal: func(msg string) { panic(msg) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	a, _, _, _ := db.CreateAccount("a")
+	in := newInbox(t, db, a.ID, "agent")
+	allocs := func() uint64 {
+		sample := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+		metrics.Read(sample)
+		return sample[0].Value.Uint64()
+	}
+	raw := []byte(strings.Repeat("r", ingestFromBytes))
+	store := func(bodyBytes int) uint64 {
+		it := inbound(in, "a long text", time.Now())
+		it.Message.BodyText, it.Raw = hardBody(bodyBytes, 0), raw
+		before := allocs()
+		if err := db.StoreInbound([]Inbound{it}); err != nil {
+			t.Fatal(err)
+		}
+		n := allocs() - before
+		var want Message
+		if err := json.Unmarshal(appendMessageJSON(nil, &it.Message), &want); err != nil {
+			t.Fatal(err)
+		}
+		if m, err := db.GetMessage(a.ID, it.Message.ID); err != nil || m.BodyText != want.BodyText {
+			t.Fatalf("body: %d bytes back, want %d: %v", len(m.BodyText), len(want.BodyText), err)
+		}
+		return n
+	}
+	small, large := store(4<<20), store(12<<20)
+	slope := (float64(large) - float64(small)) / float64(8<<20)
+	t.Logf("%.1f MiB allocated for a 4 MiB body, %.1f MiB for 12 MiB: %.2f× per byte of body", float64(small)/(1<<20), float64(large)/(1<<20), slope)
+	if slope > 0.1 && !raceEnabled {
+		t.Errorf("%.2f× per byte of body allocated to store it, want ≤ 0.1× (no buffer of the record's size)", slope)
 	}
 }

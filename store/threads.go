@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -164,7 +165,7 @@ func (d *DB) legacyThreadOrder(inboxID string) ([]string, map[string]*threadStat
 		thread := string(v)
 		if thread == "" {
 			var m messageHead
-			if readErr = d.getJSON(key2(pMessage, msgID), &m); readErr != nil {
+			if readErr = d.getRecord(msgID, &m); readErr != nil {
 				return false
 			}
 			thread = m.ThreadID
@@ -225,7 +226,7 @@ func (d *DB) threadRecord(id, first string) (threadRecord, error) {
 		return rec, ErrNotFound
 	}
 	var m messageHead
-	if err := d.getJSON(key2(pMessage, first), &m); err != nil {
+	if err := d.getRecord(first, &m); err != nil {
 		return rec, err
 	}
 	return threadRecord{InboxID: m.InboxID, AccountID: m.AccountID, Subject: m.Subject, CreatedAt: m.ReceivedAt}, nil
@@ -319,7 +320,7 @@ func (d *DB) ThreadMessages(accountID, id string, p Page) ([]Message, int, error
 	out := make([]Message, 0, len(page))
 	for _, msgID := range page {
 		var m Message
-		err := d.getJSON(key2(pMessage, msgID), &m)
+		err := d.getRecord(msgID, &m)
 		if errors.Is(err, ErrNotFound) {
 			continue // its inbox is being deleted
 		}
@@ -376,7 +377,7 @@ func (d *DB) deleteInboxThreads(b *pebble.Batch, msgID string, indexValue []byte
 	thread := string(indexValue)
 	if thread == "" {
 		var m messageHead
-		if err := d.getJSON(key2(pMessage, msgID), &m); err != nil {
+		if err := d.getRecord(msgID, &m); err != nil {
 			if errors.Is(err, ErrNotFound) {
 				return nil
 			}
@@ -420,9 +421,19 @@ func (d *DB) backfillThreads() error {
 		return err
 	}
 	var flushErr error
-	err := d.scan([]byte(pMessage), false, func(_, v []byte) bool {
+	err := d.scan([]byte(pMessage), false, func(k, v []byte) bool {
 		var m messageHead
-		if decErr = json.Unmarshal(v, &m); decErr != nil {
+		if i := bytes.IndexByte(k, 0); i >= 0 {
+			// A chunk of a record with large bodies (putRecordTable):
+			// the record is read whole at its first chunk.
+			if len(k) != i+5 || binary.BigEndian.Uint32(k[i+1:]) != 0 {
+				return true
+			}
+			decErr = d.getRecord(string(k[len(pMessage):i]), &m)
+		} else {
+			decErr = json.Unmarshal(v, &m)
+		}
+		if decErr != nil {
 			return false
 		}
 		if m.ThreadID == "" {

@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -155,8 +156,9 @@ func TestThreadConcurrentIngest(t *testing.T) {
 
 // A database written before threads were indexed gets its thread keys
 // when it is opened; until then (read-only) threads come from the
-// message records.
+// message records. B's record, with a large body, is in chunks.
 func TestThreadsBackfill(t *testing.T) {
+	smallTables(t)
 	fs := vfs.NewMem()
 	db := openMem(t, fs)
 	acc := mustAccount(t, db)
@@ -164,6 +166,7 @@ func TestThreadsBackfill(t *testing.T) {
 	t0 := time.Now().Add(-time.Hour)
 	a := inbound(in, "A", t0)
 	b := inbound(in, "B", t0.Add(time.Second))
+	b.Raw, b.Message.BodyText = payload(ingestFromBytes, 2), strings.Repeat("b", chunkFromBytes)
 	store1(t, db, a, b, reply(in, a.Message.ThreadID, "Re: A", t0.Add(2*time.Second)))
 	if err := db.MarkThreadRead(acc, b.Message.ThreadID, true); err != nil {
 		t.Fatal(err)
