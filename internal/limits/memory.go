@@ -158,14 +158,14 @@ func (m *Memory) refuse(n int64, what string) {
 // budget. What is live at once while it is stored: from 4 MiB on, its
 // receive buffer (1×: the store writes the raw bytes and attachments to
 // tables from it, store/tables.go; over HTTP the body is read straight
-// into it) plus, for a large text body, its text and its record (about
-// 2× more); below 4 MiB, for one recipient with a declared size, the
+// into it) plus, for a large text body, its decoded text (1× more; the
+// record is streamed into a table); below 4 MiB, for one recipient with a declared size, the
 // receive buffer with room for the Pebble batch built in it (about
 // 2.06×). Without a declared size or for several recipients a smaller
 // message's batch is beside the raw bytes: up to 3.7× (a DATA buffer
 // grown by doubling is charged for its capacity). Peak RSS per in-flight
-// 20 MiB message, garbage included: 2.0–2.2× with an attachment, about
-// 5.5× with a 20 MiB text body, which is why the charge stays 4×.
+// 20 MiB message, garbage included: 1.2× with an attachment, 1.85–2.1×
+// with a 20 MiB text body; the charge stays 4× for the smaller ones.
 // Garbage the collector has not reclaimed yet comes on top; the Go
 // memory limit (SetGoMemoryLimit) bounds it (docs/OPERATIONS.md,
 // "Resource budgets", and docs/BENCHMARKS.md, "Memory per in-flight
