@@ -119,7 +119,9 @@ func IdempotencyHash(key string) string {
 // batch: one copy of the raw bytes, attachments and bodies, which Pebble
 // needs contiguous. Given a Buffer with room for it (InboundBufferCap),
 // the batch of a single large message is built there, its raw records
-// moved over the raw bytes, so that no second copy exists at all.
+// moved over the raw bytes, so that no second copy exists at all. From
+// ingestFromBytes on, the raw bytes, attachments and (with large bodies)
+// the record are written as tables instead (tables.go).
 func (d *DB) StoreInbound(items []Inbound) error {
 	if err := d.writable(); err != nil {
 		return err
