@@ -205,18 +205,20 @@ func pebbleSettled(db *DB) func() bool {
 	}
 }
 
-func openMemBench(b *testing.B, dir string) (*DB, Inbox) {
+// openOnDisk opens a database in dir on the real file system, with an account and an inbox.
+func openOnDisk(tb testing.TB, dir string) (*DB, Inbox) {
+	tb.Helper()
 	db, err := Open(Options{Dir: dir, Logger: slog.New(slog.DiscardHandler), OnFatal: func(msg string) { panic(msg) }})
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	acc, _, _, err := db.CreateAccount("mem")
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	in, err := db.CreateInbox(Inbox{AccountID: acc.ID, MailboxName: "mem"})
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	return db, in
 }
@@ -234,7 +236,7 @@ func BenchmarkStoreInboundMem(b *testing.B) {
 				var elapsed time.Duration
 				for i := range b.N {
 					dir := filepath.Join(b.TempDir(), strconv.Itoa(i))
-					db, in := openMemBench(b, dir)
+					db, in := openOnDisk(b, dir)
 					var stop atomic.Bool
 					var wg sync.WaitGroup
 					if busy {
@@ -413,7 +415,7 @@ func TestStoreInboundLarge(t *testing.T) {
 // TestStoreInboundLiveAtCommit: while a large message is stored, what is live beside its raw
 // bytes is little more than what its caller holds (a 20.3 MiB message with a 15 MiB
 // attachment): its raw bytes and attachments are written as tables straight from the raw bytes
-// (tables.go), in 256 KiB chunks, so neither when the tables are about to be ingested nor when
+// (tables.go), in chunks of about 256 KiB, so neither when the tables are about to be ingested nor when
 // the rest of the message is about to be committed does a copy of them exist. Parsed with Parse
 // (as ingest does for stores other than DB), the decoded attachment is what is live (0.78×).
 // Before the tables, the batch held raw + attachment beside the message (1.73×) unless it was
@@ -424,13 +426,8 @@ func TestStoreInboundLiveAtCommit(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a 20 MiB message")
 	}
-	db, err := Open(Options{Dir: t.TempDir(), Logger: slog.New(slog.DiscardHandler), OnFatal: func(msg string) { panic(msg) }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, in := openOnDisk(t, t.TempDir())
 	defer db.Close()
-	a, _, _, _ := db.CreateAccount("a")
-	in := newInbox(t, db, a.ID, "agent")
 	raw := mimeWithAttachments(1, 15<<20)
 	want := payload(15<<20, 0)
 	live := func() uint64 {
@@ -476,10 +473,10 @@ func TestStoreInboundLiveAtCommit(t *testing.T) {
 				t.Errorf("%s: %.2f× the message live %s, want %.2f× to %.2f×", c.name, ratio, at.when, c.min, c.max)
 			}
 		}
-		if got, err := db.GetRaw(a.ID, it.Message.ID); err != nil || !bytes.Equal(got, raw) {
+		if got, err := db.GetRaw(in.AccountID, it.Message.ID); err != nil || !bytes.Equal(got, raw) {
 			t.Fatalf("raw: %d bytes back, %v", len(got), err)
 		}
-		if _, got, err := db.GetAttachment(a.ID, it.Message.ID, "f0.pdf"); err != nil || !bytes.Equal(got, want) {
+		if _, got, err := db.GetAttachment(in.AccountID, it.Message.ID, "f0.pdf"); err != nil || !bytes.Equal(got, want) {
 			t.Fatalf("attachment: %d bytes back, %v", len(got), err)
 		}
 		runtime.KeepAlive(raw)

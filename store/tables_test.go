@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"runtime"
-	"runtime/metrics"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -392,18 +391,10 @@ func TestLargeBodyRecordIsStreamed(t *testing.T) {
 	if testing.Short() {
 		t.Skip("bodies of 4 and 12 MiB")
 	}
-	db, err := Open(Options{Dir: t.TempDir(), Logger: slog.New(slog.DiscardHandler), OnFatal: func(msg string) { panic(msg) }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, in := openOnDisk(t, t.TempDir())
 	defer db.Close()
-	a, _, _, _ := db.CreateAccount("a")
-	in := newInbox(t, db, a.ID, "agent")
-	allocs := func() uint64 {
-		sample := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
-		metrics.Read(sample)
-		return sample[0].Value.Uint64()
-	}
+	samples := heapSamples()
+	allocs := func() uint64 { _, n := heapNow(samples); return n }
 	raw := []byte(strings.Repeat("r", ingestFromBytes))
 	store := func(bodyBytes int) uint64 {
 		it := inbound(in, "a long text", time.Now())
@@ -417,7 +408,7 @@ func TestLargeBodyRecordIsStreamed(t *testing.T) {
 		if err := json.Unmarshal(appendMessageJSON(nil, &it.Message), &want); err != nil {
 			t.Fatal(err)
 		}
-		if m, err := db.GetMessage(a.ID, it.Message.ID); err != nil || m.BodyText != want.BodyText {
+		if m, err := db.GetMessage(in.AccountID, it.Message.ID); err != nil || m.BodyText != want.BodyText {
 			t.Fatalf("body: %d bytes back, want %d: %v", len(m.BodyText), len(want.BodyText), err)
 		}
 		return n
