@@ -103,8 +103,9 @@ type DB struct {
 	// keysGen counts key revocations (the key cache's generation).
 	keysGen atomic.Uint64
 
-	keys    *genCache[APIKey] // by hex SHA-256 of the key
-	inboxes *genCache[Inbox]  // by inbox id
+	keys      *genCache[APIKey] // by hex SHA-256 of the key
+	inboxes   *genCache[Inbox]  // by inbox id
+	addresses *genCache[string] // inbox id by mailbox name (SMTP's RCPT TO)
 
 	group *groupCommitter // ingest's synced commits
 	// fs and dir are Pebble's; tableOpts write the tables of large
@@ -239,6 +240,7 @@ func Open(opts Options) (*DB, error) {
 		maxEvent = DefaultMaxEventBytes
 	}
 	d.pdb, d.keys, d.inboxes, d.maxEventBytes = pdb, newGenCache[APIKey](keyCacheMax), newGenCache[Inbox](inboxCacheMax), maxEvent
+	d.addresses = newGenCache[string](inboxCacheMax)
 	d.publicURL = strings.TrimSuffix(opts.PublicURL, "/")
 	d.tableOpts = po.MakeWriterOptions(0, pdb.TableFormat())
 	if !opts.ReadOnly {

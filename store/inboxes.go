@@ -97,12 +97,23 @@ func (d *DB) getInbox(id string) (Inbox, error) {
 
 // InboxByMailbox finds an inbox by its mailbox name (lower-case local part
 // of the address, without +tag).
+//
+// The address index is cached like inboxes (until any inbox or webhook
+// changes): every RCPT TO looks its address up, and a point read in a
+// memtable holding the recent messages costs more than the rest of the
+// command. Addresses that do not exist are not cached.
 func (d *DB) InboxByMailbox(mailbox string) (Inbox, error) {
-	id, err := d.getRaw(key2(pAddress, mailbox))
-	if err != nil {
-		return Inbox{}, err
+	gen := d.settingsGen.Load()
+	id, ok := d.addresses.get(gen, mailbox)
+	if !ok {
+		raw, err := d.getRaw(key2(pAddress, mailbox))
+		if err != nil {
+			return Inbox{}, err
+		}
+		id = string(raw)
+		d.addresses.put(gen, mailbox, id)
 	}
-	return d.getInbox(string(id))
+	return d.getInbox(id)
 }
 
 // InboxOwned reports whether inbox id exists and belongs to the account.

@@ -114,6 +114,35 @@ func TestInboxesAndIsolation(t *testing.T) {
 	}
 }
 
+// The address lookup is cached (SMTP looks up every RCPT TO): a deleted
+// inbox's address stops resolving at once, and the same mailbox name
+// created again, by another account, resolves to the new inbox.
+func TestInboxByMailboxFollowsDeletion(t *testing.T) {
+	db := openMem(t, vfs.NewMem())
+	defer db.Close()
+	a, _, _, _ := db.CreateAccount("a")
+	b, _, _, _ := db.CreateAccount("b")
+	old := newInbox(t, db, a.ID, "agent")
+	for range 2 { // the second lookup is served by the cache
+		if got, err := db.InboxByMailbox("agent"); err != nil || got.ID != old.ID {
+			t.Fatalf("by mailbox: %+v %v", got, err)
+		}
+	}
+	if _, err := db.InboxByMailbox("nobody"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown mailbox: %v", err)
+	}
+	if _, err := db.DeleteInbox(a.ID, old.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := db.InboxByMailbox("agent"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("deleted inbox still resolves: %+v %v", got, err)
+	}
+	nw := newInbox(t, db, b.ID, "agent")
+	if got, err := db.InboxByMailbox("agent"); err != nil || got.ID != nw.ID || got.AccountID != b.ID {
+		t.Fatalf("recreated mailbox: %+v %v (want %s)", got, err, nw.ID)
+	}
+}
+
 func TestDeleteInboxRemovesEverything(t *testing.T) {
 	db := openMem(t, vfs.NewMem())
 	defer db.Close()
