@@ -216,6 +216,9 @@ func (c *conn) writeLocked(b []byte) writeResult {
 	if _, err := c.nbc.WriteShared(b); err != nil {
 		return failed
 	}
+	// Drop the entries of what the socket took at once (nbio reported it
+	// from inside WriteShared): an idle connection keeps no queue.
+	c.unsentCostLocked()
 	return wrote
 }
 
