@@ -61,12 +61,11 @@ type conn struct {
 		// closing: close began (a close frame was queued, or the socket
 		// is gone). Nothing is written after it but the close frame.
 		closing bool
-		// holding: a subscribe (and its replay) is in progress; live
-		// frames wait in held so they follow the replay (PROTOCOL.md §6);
-		// heldBytes is their frameCost.
-		holding   bool
-		held      []heldFrame
-		heldBytes int
+		// hold is set while a subscribe (and its replay) is in progress:
+		// live frames wait there so they follow the replay (PROTOCOL.md
+		// §6). A pointer, nil almost always: an idle connection does not
+		// carry the slice and count (they put conn in a larger size class).
+		hold *holdState
 		// replayed holds events a replay sent that were still in the
 		// delivery pipeline when it ended, with the attempt whose live
 		// push is then dropped (once; nil almost always).
@@ -79,6 +78,22 @@ type conn struct {
 		queued     int64
 		queuedCost int64
 	}
+}
+
+// holdState is what a connection holds during a subscribe: the live
+// frames that wait for it to end, and their frameCost.
+type holdState struct {
+	held      []heldFrame
+	heldBytes int
+}
+
+// heldBytesLocked is what the frames held during a subscribe cost (0
+// when none is in progress). Callers hold c.mu.
+func (c *conn) heldBytesLocked() int64 {
+	if c.mu.hold == nil {
+		return 0
+	}
+	return int64(c.mu.hold.heldBytes)
 }
 
 // heldFrame is a live frame waiting for a subscribe to end; its push
@@ -147,8 +162,11 @@ func (c *conn) end(code int, last, closeFrame []byte) bool {
 		c.pending.Add(int64(len(closeFrame)))
 		_, _ = c.nbc.WriteShared(closeFrame)
 	}
-	held := c.mu.held
-	c.mu.held, c.mu.heldBytes, c.mu.holding, c.mu.replayed = nil, 0, false, nil
+	var held []heldFrame
+	if c.mu.hold != nil {
+		held = c.mu.hold.held
+	}
+	c.mu.hold, c.mu.replayed = nil, nil
 	c.mu.queue, c.mu.queuedCost = nil, 0 // nothing is checked against MaxPending any more
 	c.mu.Unlock()
 	// Out of the index first, so no new push matches a connection that
@@ -204,7 +222,7 @@ func (c *conn) writeLocked(b []byte) writeResult {
 		return closed
 	}
 	cost := frameCost(b)
-	if c.unsentCostLocked()+int64(c.mu.heldBytes)+cost > int64(c.hub.cfg.MaxPending) {
+	if c.unsentCostLocked()+c.heldBytesLocked()+cost > int64(c.hub.cfg.MaxPending) {
 		return slow
 	}
 	// Queued before the write: nbio reports the bytes it writes (to
@@ -294,9 +312,9 @@ func (c *conn) pushEvent(evtID string, attempt int, frame []byte, trp **heldPush
 		c.mu.Unlock()
 		return pushGone, acking
 	}
-	if c.mu.holding {
+	if h := c.mu.hold; h != nil {
 		cost := frameCost(frame)
-		if len(c.mu.held) >= heldFramesMax || c.unsentCostLocked()+int64(c.mu.heldBytes)+cost > int64(c.hub.cfg.MaxPending) {
+		if len(h.held) >= heldFramesMax || c.unsentCostLocked()+int64(h.heldBytes)+cost > int64(c.hub.cfg.MaxPending) {
 			c.mu.Unlock()
 			c.slowConsumer()
 			return pushFailed, acking
@@ -305,8 +323,8 @@ func (c *conn) pushEvent(evtID string, attempt int, frame []byte, trp **heldPush
 			*trp = newHeldPush(done)
 		}
 		(*trp).pending.Add(1)
-		c.mu.held = append(c.mu.held, heldFrame{evtID, attempt, frame, *trp})
-		c.mu.heldBytes += int(cost)
+		h.held = append(h.held, heldFrame{evtID, attempt, frame, *trp})
+		h.heldBytes += int(cost)
 		c.mu.Unlock()
 		return pushHeld, acking
 	}

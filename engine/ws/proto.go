@@ -154,7 +154,7 @@ func (c *conn) subscribe(cmd *command) {
 	if cmd.Ack != nil {
 		c.acking.Store(*cmd.Ack)
 	}
-	c.mu.holding = true
+	c.mu.hold = &holdState{}
 	c.mu.Unlock()
 
 	// The hold ends whatever happens (a panic in the replay included):
@@ -251,8 +251,11 @@ func (c *conn) endHold(replayed map[string]int) {
 		}
 	}
 	c.mu.Lock()
-	held := c.mu.held
-	c.mu.held, c.mu.heldBytes, c.mu.holding = nil, 0, false
+	var held []heldFrame
+	if c.mu.hold != nil { // nil when the connection ended meanwhile (end resolved them)
+		held = c.mu.hold.held
+	}
+	c.mu.hold = nil
 	// A push already held here needs no entry. Pushes take c.mu, so none
 	// can slip between here and the flag.
 	for _, hf := range held {
