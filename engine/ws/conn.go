@@ -65,6 +65,8 @@ type conn struct {
 		// live frames wait there so they follow the replay (PROTOCOL.md
 		// §6). A pointer, nil almost always: an idle connection does not
 		// carry the slice and count (they put conn in a larger size class).
+		// Commands run one at a time per connection (nbio's Execute), so
+		// two subscribes never hold at once.
 		hold *holdState
 		// replayed holds events a replay sent that were still in the
 		// delivery pipeline when it ended, with the attempt whose live

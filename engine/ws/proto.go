@@ -154,7 +154,9 @@ func (c *conn) subscribe(cmd *command) {
 	if cmd.Ack != nil {
 		c.acking.Store(*cmd.Ack)
 	}
-	c.mu.hold = &holdState{}
+	if c.mu.hold == nil { // commands run one at a time: never set here, but never dropped either
+		c.mu.hold = &holdState{}
+	}
 	c.mu.Unlock()
 
 	// The hold ends whatever happens (a panic in the replay included):
@@ -257,7 +259,7 @@ func (c *conn) endHold(replayed map[string]int) {
 	}
 	c.mu.hold = nil
 	// A push already held here needs no entry. Pushes take c.mu, so none
-	// can slip between here and the flag.
+	// can slip in between taking the held frames and clearing the hold.
 	for _, hf := range held {
 		delete(inFlight, hf.evtID)
 	}
