@@ -1,13 +1,12 @@
 #!/bin/bash
-# One sitting: Centrifugo and mailwire alternated, fresh server per run.
 # usage: CENTRIFUGO=… PEERLOAD=… [MW=bin/mailwire] sitting.sh OUTDIR [ROUNDS]
 # The fan-out and idle-memory rows of docs/BENCHMARKS.md (issue 13): Centrifugo and
 # mailwire alternated, a fresh server (and data directory) per run; results in OUTDIR.
 set -u
+. "$(dirname "$0")/lib.sh"
 OUT=$1; ROUNDS=${2:-3}; mkdir -p $OUT
 MW=${MW:-bin/mailwire}; CFB=${CENTRIFUGO:?set CENTRIFUGO to the binary built per ../shared/PEER-BENCH.md}; PL=${PEERLOAD:?set PEERLOAD to the peerload binary}
 SECRET=bench-secret-not-for-production-0123456789abcdef
-waitport() { for i in $(seq 1 200); do curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done; echo "not ready $1"; return 1; }
 cf_run() { # label, peerload args...
   local label=$1; shift
   local d=$(mktemp -d); cat > $d/config.json <<J
@@ -26,13 +25,10 @@ J
 mw_run() {
   local label=$1; shift
   local d=$(mktemp -d)
-  $MW serve --http-addr 127.0.0.1:28080 --smtp-addr '' --data-dir $d/data --admin-token bench-admin-token \
-    --ws-max-conns-per-account 10 --http-max-conns-per-ip 0 --log-level warn > $d/log 2>&1 & local SPID=$!
-  waitport http://127.0.0.1:28080/readyz
+  mw_start $MW $d 127.0.0.1:28080 '' --ws-max-conns-per-account 10
   echo "== $label mailwire $(date -u +%T) load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a $OUT/summary
-  $PL -target mailwire -admin-token bench-admin-token -ws ws://127.0.0.1:28080/v1/ws -api http://127.0.0.1:28080 \
-    -metrics http://127.0.0.1:28080/metrics -server-pid $SPID "$@" > $OUT/$label-mw.out 2> $OUT/$label-mw.err
-  kill $SPID; wait $SPID 2>/dev/null; rm -rf $d
+  $PL $PL_MW -server-pid $SPID "$@" > $OUT/$label-mw.out 2> $OUT/$label-mw.err
+  mw_stop $d
 }
 FAN="-mode fanout -n 15000 -channels 1500 -rates 1000,0 -duration 15s -settle 5s"
 for r in $(seq 1 $ROUNDS); do
